@@ -1,1 +1,267 @@
-//! testkit
+//! Test kit: runs `felhom-pve-sim` as a real process for integration tests and benchmarks.
+//!
+//! It owns process handling only: spawning the simulator on loopback, reading its one-line ready
+//! announcement, `kill -9` and restart on the same state directory and port. It never talks HTTP
+//! itself; tests use the `pve` client (or `pve::tls` for the `/_sim/` controls) for that.
+//! Start reading at [`Sim::start`].
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+/// How long a simulator may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The ready line `felhom-pve-sim` prints on stdout (DESIGN.md §4.3).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimInfo {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// SHA-256 of the leaf certificate, `AA:BB:…`.
+    pub fingerprint: String,
+    /// The node name.
+    pub node: String,
+    /// The agent's privilege-separated token, `felhom-agent@pve!agent=SECRET`.
+    pub token: String,
+    /// A root-owned token, `root@pam!sim=SECRET` (still not `root@pam` for root-only checks).
+    pub root_token: String,
+}
+
+/// Options for starting a simulator.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// Containers to seed on first start (`--guests`).
+    pub guests: u32,
+    /// Task duration in milliseconds (`--task-ms`).
+    pub task_ms: Option<u64>,
+    /// Further command-line arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl SimOptions {
+    /// Seed `n` guests.
+    pub fn guests(mut self, n: u32) -> Self {
+        self.guests = n;
+        self
+    }
+
+    /// Every task takes `ms` milliseconds.
+    pub fn task_ms(mut self, ms: u64) -> Self {
+        self.task_ms = Some(ms);
+        self
+    }
+
+    /// Append a raw argument.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.extra_args.push(a.into());
+        self
+    }
+}
+
+/// A running simulator process with its own state directory. Killed on drop.
+pub struct Sim {
+    child: Option<Child>,
+    /// What the simulator announced.
+    pub info: SimInfo,
+    state: tempfile::TempDir,
+    opts: SimOptions,
+}
+
+impl Sim {
+    /// Start a simulator on an ephemeral loopback port with a fresh state directory.
+    pub fn start(opts: SimOptions) -> Result<Sim> {
+        let state = tempfile::Builder::new()
+            .prefix("felhom-pve-sim-")
+            .tempdir()
+            .context("creating simulator state dir")?;
+        let (child, info) = spawn(&opts, state.path(), "127.0.0.1:0")?;
+        Ok(Sim {
+            child: Some(child),
+            info,
+            state,
+            opts,
+        })
+    }
+
+    /// The simulator's state directory (`--state`).
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// PEM of the simulator's certificate, for clients that verify with a CA file (Python
+    /// `requests`).
+    pub fn ca_path(&self) -> PathBuf {
+        self.state.path().join("pve-ssl.pem")
+    }
+
+    /// `host:port` the simulator listens on.
+    pub fn listen_addr(&self) -> String {
+        self.info
+            .url
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// OS process id of the simulator.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9` the simulator (SIGKILL; no chance to flush anything).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Child::kill sends SIGKILL on Unix.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the simulator again on the same state directory and port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        let addr = self.listen_addr();
+        let (child, info) = spawn(&self.opts, self.state.path(), &addr)?;
+        self.child = Some(child);
+        self.info = info;
+        Ok(())
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(opts: &SimOptions, state: &Path, listen: &str) -> Result<(Child, SimInfo)> {
+    let bin = sim_binary()?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--listen")
+        .arg(listen)
+        .arg("--state")
+        .arg(state)
+        .arg("--guests")
+        .arg(opts.guests.to_string());
+    if let Some(ms) = opts.task_ms {
+        cmd.arg("--task-ms").arg(ms.to_string());
+    }
+    cmd.args(&opts.extra_args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("simulator stdout not captured"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let res = reader.read_line(&mut line).map(|_| line);
+        let _ = tx.send(res);
+        // Keep draining so the simulator never blocks on a full pipe.
+        let mut sink = String::new();
+        while matches!(reader.read_line(&mut sink), Ok(n) if n > 0) {
+            sink.clear();
+        }
+    });
+    let line = match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(Ok(line)) if !line.trim().is_empty() => line,
+        Ok(Ok(_)) => {
+            let _ = child.kill();
+            bail!("simulator exited before printing its ready line")
+        }
+        Ok(Err(e)) => {
+            let _ = child.kill();
+            return Err(e).context("reading the simulator's ready line");
+        }
+        Err(_) => {
+            let _ = child.kill();
+            bail!("simulator printed no ready line within {READY_TIMEOUT:?}")
+        }
+    };
+    let info: SimInfo = serde_json::from_str(line.trim())
+        .with_context(|| format!("parsing the simulator's ready line {line:?}"))?;
+    Ok((child, info))
+}
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Path of the `felhom-pve-sim` binary: `$FELHOM_PVE_SIM`, else next to the running test's
+/// target directory; built with cargo when missing (e.g. `cargo test -p pve` alone).
+pub fn sim_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FELHOM_PVE_SIM") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // target/<profile>/deps/<test> or target/<profile>/examples/<bench>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
+    let candidate = profile_dir.join("felhom-pve-sim");
+    if !candidate.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "-q", "-p", "pve-sim", "--bin", "felhom-pve-sim"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("building felhom-pve-sim")?;
+        if !status.success() || !candidate.exists() {
+            bail!("felhom-pve-sim not found at {}", candidate.display());
+        }
+    }
+    Ok(candidate)
+}
+
+/// The Python interpreter for interop tests: `$FELHOM_PYTHON` (set by `.ci/run` to a venv with
+/// proxmoxer) or `python3`, if it can import every module in `modules`.
+///
+/// Returns `Ok(None)` when unavailable outside CI (the test then says it skipped); under CI
+/// (`CI` set) a missing interpreter or module is an error, so CI never passes by skipping.
+pub fn python_with(modules: &[&str]) -> Result<Option<PathBuf>> {
+    let py = std::env::var_os("FELHOM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let probe = format!("import {}", modules.join(", "));
+    let ok = Command::new(&py)
+        .args(["-c", &probe])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        return Ok(Some(py));
+    }
+    if std::env::var_os("CI").is_some() {
+        bail!(
+            "{} cannot `{probe}` (CI must install it; see .ci/run)",
+            py.display()
+        );
+    }
+    eprintln!(
+        "note: skipping: {} cannot `{probe}`; run `bash .ci/run` or set FELHOM_PYTHON",
+        py.display()
+    );
+    Ok(None)
+}
