@@ -1,0 +1,293 @@
+//! The agent's configuration (DESIGN.md §4.2): a JSON file plus an environment overlay, in two
+//! layers. [`raw`] is the text as serde types (`deny_unknown_fields`, no I/O); [`load`] checks
+//! it and produces a [`Config`] with secrets read, file modes checked, required keys present and
+//! URLs parsed. Every error names the file, the key or the variable. `CONFIG.md` in this crate
+//! documents every key for operators.
+//!
+//! # Environment overlay
+//!
+//! `FELHOM_AGENT_<SECTION>_<KEY>` overrides `section.key` (`FELHOM_AGENT_PROXMOX_URL` →
+//! `proxmox.url`); a top-level key `k` is `FELHOM_AGENT_K`. Numbers are parsed; lists
+//! (`local_api.listen`) are comma-separated. A secret key takes three variables, at most one of
+//! which may be set: `FELHOM_AGENT_PROXMOX_TOKEN` (inline value),
+//! `FELHOM_AGENT_PROXMOX_TOKEN_FILE` (a path, like `{"file": …}`) and
+//! `FELHOM_AGENT_PROXMOX_TOKEN_CREDENTIAL` (a systemd credential name, like
+//! `{"credential": …}`); likewise `FELHOM_AGENT_HUB_API_KEY[_FILE|_CREDENTIAL]`. Any other
+//! `FELHOM_AGENT_*` variable is an error, except `FELHOM_AGENT_CONFIG`, the config file path.
+//!
+//! # Secrets
+//!
+//! Inline (`"token": "…"`), from a file (`{"file": "/etc/felhom/token"}`: a regular file with
+//! no group or other permission bits, one trailing newline stripped) or from a systemd credential
+//! (`{"credential": "proxmox-token"}`: `$CREDENTIALS_DIRECTORY/proxmox-token`, same checks).
+//! Values are [`Secret`](crate::secret::Secret)s: printed and serialized as `<redacted>`.
+
+mod error;
+mod keys;
+mod layer;
+mod raw;
+mod resolve;
+mod secret_source;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+pub use error::ConfigError;
+pub use secret_source::{ResolvedSecret, SecretSource};
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// Not set anywhere: the built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "in {}", path.display()),
+            Origin::Env(var) => write!(f, "from {var}"),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// The SHA-256 of the Proxmox API's leaf certificate, written `AA:BB:…` (32 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// Parses `AA:BB:…` (either case); the error says what is wrong, not which key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let groups: Vec<&str> = text.trim().split(':').collect();
+        if groups.len() != 32 {
+            return Err(format!(
+                "expected 32 colon-separated hex bytes (AA:BB:…, as PVE shows the SHA-256 fingerprint), got {} group(s)",
+                groups.len()
+            ));
+        }
+        let mut bytes = [0u8; 32];
+        for (i, group) in groups.iter().enumerate() {
+            if group.len() != 2 || !group.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("byte {} ({group:?}) is not two hex digits", i + 1));
+            }
+            bytes[i] = u8::from_str_radix(group, 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Fingerprint(bytes))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{byte:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+fn serialize_url<S: Serializer>(url: &url::Url, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(url.as_str())
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub source: PathBuf,
+    /// This host's identity at the hub.
+    pub host_id: String,
+    /// Journal database, TLS keys, tokens.
+    pub state_dir: PathBuf,
+    /// Operators and roles; absent means no operator can sign, so every signature-gated change
+    /// stays pending.
+    pub operators_file: Option<PathBuf>,
+    /// The Proxmox API.
+    pub proxmox: ProxmoxConfig,
+    /// The hub; absent in local (offline) mode.
+    pub hub: Option<HubConfig>,
+    /// Local desired state; used when no hub is configured.
+    pub desired: Option<DesiredConfig>,
+    /// The per-guest local API.
+    pub local_api: LocalApiConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `proxmox.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxmoxConfig {
+    /// API base, `https://host:8006`.
+    #[serde(serialize_with = "serialize_url")]
+    pub url: url::Url,
+    /// This host's node name.
+    pub node: String,
+    /// `user@realm!tokenid=secret`.
+    pub token: ResolvedSecret,
+    /// The pinned leaf certificate.
+    pub fingerprint: Fingerprint,
+    /// TCP+TLS connect limit, seconds.
+    pub connect_timeout_s: u64,
+    /// Whole-request limit, seconds.
+    pub request_timeout_s: u64,
+}
+
+impl ProxmoxConfig {
+    /// `connect_timeout_s` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_s)
+    }
+
+    /// `request_timeout_s` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_s)
+    }
+}
+
+/// `hub.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubConfig {
+    /// Hub base URL (http or https).
+    #[serde(serialize_with = "serialize_url")]
+    pub url: url::Url,
+    /// Bearer key.
+    pub api_key: ResolvedSecret,
+    /// Seconds between polls.
+    pub poll_interval_s: u64,
+}
+
+/// `desired.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredConfig {
+    /// Desired-state JSON file.
+    pub file: PathBuf,
+    /// Directory of signed ops.
+    pub ops_dir: Option<PathBuf>,
+}
+
+/// `local_api.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalApiConfig {
+    /// Listen addresses; empty disables the local API.
+    pub listen: Vec<SocketAddr>,
+}
+
+/// `log.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    /// An `EnvFilter` directive (`info`, `felhom_agent=debug,warn`); `RUST_LOG` wins if set.
+    pub level: String,
+    /// Output format on stderr (journald gets structured fields either way).
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines with fields.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Loads `path`, overlaid with the `FELHOM_AGENT_*` variables of `env`. `CREDENTIALS_DIRECTORY`
+/// is also taken from `env` (pass `std::env::vars_os()` in production).
+pub fn load(
+    path: &Path,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Config, ConfigError> {
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut layered = layer::from_file(path, &text)?;
+    layer::overlay_env(&mut layered, &env)?;
+    // The table check above covers every key and shape, so this only fails if the table and
+    // the raw types disagree; still an error, never a panic.
+    let raw: raw::RawConfig =
+        serde_json::from_value(layered.tree).map_err(|err| ConfigError::Invalid {
+            key: "(file)".to_owned(),
+            origin: Origin::File(path.to_owned()),
+            reason: err.to_string(),
+        })?;
+    let credentials_dir = env
+        .iter()
+        .find(|(k, _)| k == "CREDENTIALS_DIRECTORY")
+        .map(|(_, v)| PathBuf::from(v));
+    resolve::Resolver {
+        path,
+        origins: &layered.origins,
+        credentials_dir: credentials_dir.as_deref(),
+    }
+    .resolve(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_round_trip() {
+        let text = (0..32)
+            .map(|i| format!("{i:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let fp = Fingerprint::parse(&text).unwrap();
+        assert_eq!(fp.to_string(), text.to_ascii_uppercase());
+        assert!(Fingerprint::parse("AA:BB")
+            .unwrap_err()
+            .contains("got 2 group(s)"));
+        let mut bad = text.clone();
+        bad.replace_range(0..2, "ZZ");
+        assert!(Fingerprint::parse(&bad).unwrap_err().contains("byte 1"));
+    }
+
+    #[test]
+    fn every_table_key_is_accepted_by_the_raw_types() {
+        // Builds a tree with every key of the table and checks serde takes it: the table and
+        // the raw structs must name the same keys.
+        let mut tree = serde_json::Map::new();
+        for key in keys::KEYS {
+            let value = match key.kind {
+                keys::Kind::Text | keys::Kind::Secret => serde_json::json!("x"),
+                keys::Kind::Number => serde_json::json!(1),
+                keys::Kind::List => serde_json::json!(["x"]),
+            };
+            match key.split() {
+                (None, name) => {
+                    tree.insert(name.to_owned(), value);
+                }
+                (Some(section), name) => {
+                    tree.entry(section)
+                        .or_insert_with(|| serde_json::json!({}))
+                        .as_object_mut()
+                        .unwrap()
+                        .insert(name.to_owned(), value);
+                }
+            }
+        }
+        let raw: Result<raw::RawConfig, _> =
+            serde_json::from_value(serde_json::Value::Object(tree));
+        assert!(raw.is_ok(), "{:?}", raw.err());
+    }
+}

@@ -1,0 +1,10 @@
+//! felhom-agent: the privileged host agent for Proxmox VE (DESIGN.md §1). This crate is the
+//! glue around the library crates: the command line ([`cli`]), the configuration ([`config`],
+//! start reading there), logging ([`logging`]) and the [`secret::Secret`] wrapper. It never
+//! talks to Proxmox or runs root commands itself; `pve` and `privileged` do, and the daemon
+//! loops that drive them land here in later issues. `main.rs` only maps errors to exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod secret;
