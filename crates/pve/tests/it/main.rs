@@ -1,0 +1,18 @@
+//! Integration tests of the `pve` client against in-process HTTPS fakes.
+//!
+//! End-to-end tests against `felhom-pve-sim` are added separately; these cover what a fake can
+//! pin down precisely: the TLS pin, error mapping, task waiting and request encoding.
+
+/// In-process HTTPS fake of the PVE API (axum + axum-server + rcgen, ring provider).
+mod fake;
+
+/// Error answers (401/403/400/500/501/595, garbage) mapped to `Error` variants.
+mod errors;
+/// The fence: no process spawning in the source, no tokio "process" feature in the manifest.
+mod fence;
+/// Request encoding: JSON bodies, 0/1 booleans, path escaping, the hwaddr and description quirks.
+mod requests;
+/// `wait_task`: outcomes, failures with log tail, timeout, cancellation, transient errors.
+mod tasks;
+/// Strict leaf pinning: right pin, wrong pin, impostor key, connection reuse, connect errors.
+mod tls_pin;
