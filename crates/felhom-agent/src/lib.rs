@@ -7,4 +7,6 @@
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod proxmox;
 pub mod secret;
+pub mod selftest;

@@ -132,6 +132,19 @@ pub enum Error {
         /// API path.
         path: String,
     },
+    /// 500 "Configuration file 'nodes/pve/lxc/101.conf' does not exist": no such guest on
+    /// this node (pve-guest-common AbstractConfig.pm load_config).
+    #[error("{method} {path}: guest {vmid} does not exist on node {node}")]
+    NoSuchGuest {
+        /// HTTP method.
+        method: &'static str,
+        /// API path.
+        path: String,
+        /// The node the API looked on.
+        node: String,
+        /// The guest id.
+        vmid: String,
+    },
     /// Any other error answer of a PVE handler (usually 500).
     #[error("{method} {path}: proxmox answered {status}: {message}")]
     Api {
@@ -228,6 +241,7 @@ impl Error {
             | Error::InvalidParameters { .. }
             | Error::Locked { .. }
             | Error::DigestMismatch { .. }
+            | Error::NoSuchGuest { .. }
             | Error::Api { .. }
             | Error::NotImplemented { .. }
             | Error::Decode { .. }
@@ -244,7 +258,9 @@ impl Error {
             Error::Unauthorized { .. } => Some(401),
             Error::Forbidden { .. } => Some(403),
             Error::InvalidParameters { .. } => Some(400),
-            Error::Locked { .. } | Error::DigestMismatch { .. } => Some(500),
+            Error::Locked { .. } | Error::DigestMismatch { .. } | Error::NoSuchGuest { .. } => {
+                Some(500)
+            }
             Error::NotImplemented { .. } => Some(501),
             Error::Api { status, .. } | Error::Proxy { status, .. } => Some(*status),
             _ => None,
@@ -337,6 +353,13 @@ pub(crate) fn classify(method: &'static str, path: &str, answer: ErrorAnswer) ->
             } else if message.starts_with("detected modified configuration") {
                 // pve-common Tools.pm:868-874 (assert_if_modified)
                 Error::DigestMismatch { method, path }
+            } else if let Some((node, vmid)) = parse_missing_config(&message) {
+                Error::NoSuchGuest {
+                    method,
+                    path,
+                    node,
+                    vmid,
+                }
             } else {
                 Error::Api {
                     method,
@@ -347,6 +370,17 @@ pub(crate) fn classify(method: &'static str, path: &str, answer: ErrorAnswer) ->
             }
         }
     }
+}
+
+/// "Configuration file 'nodes/pve/lxc/101.conf' does not exist" → (node, vmid).
+pub(crate) fn parse_missing_config(message: &str) -> Option<(String, String)> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r"^Configuration file 'nodes/([^/']+)/(?:lxc|qemu-server)/(\d+)\.conf' does not exist")
+            .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    });
+    let c = re.captures(message)?;
+    Some((c[1].to_owned(), c[2].to_owned()))
 }
 
 /// "Permission check failed (/vms/101, VM.PowerMgmt)" → (path, privilege).
@@ -463,6 +497,18 @@ mod tests {
             ),
         );
         assert!(matches!(e, Error::DigestMismatch { .. }));
+        let e = classify(
+            "GET",
+            "/nodes/pve/lxc/101/status/current",
+            answer(
+                500,
+                "Configuration file 'nodes/pve/lxc/101.conf' does not exist\n",
+            ),
+        );
+        assert!(
+            matches!(&e, Error::NoSuchGuest { node, vmid, .. } if node == "pve" && vmid == "101"),
+            "{e:?}"
+        );
         let e = classify("POST", "/p", answer(500, "CT 101 already running\n"));
         match e {
             Error::Api {

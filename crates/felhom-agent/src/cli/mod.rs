@@ -3,6 +3,7 @@
 
 pub mod check_config;
 pub mod run;
+pub mod selftest;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Validate the configuration and print it as JSON with secrets redacted.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Health checks against Proxmox: `read` (read-only) or `task --vmid N` (reversible
+    /// snapshot -> rollback -> delete on one guest).
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Runs the parsed command line.
@@ -39,6 +43,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         None => run::execute(cli.config.as_deref(), run::RunArgs::default()),
         Some(Command::Run(args)) => run::execute(cli.config.as_deref(), args),
         Some(Command::CheckConfig(args)) => check_config::execute(cli.config.as_deref(), args),
+        Some(Command::Selftest(args)) => selftest::execute(cli.config.as_deref(), args),
     }
 }
 

@@ -20,7 +20,7 @@ pub fn execute(config_path: Option<&Path>, _args: RunArgs) -> anyhow::Result<()>
     // Every rustls config the agent builds names ring explicitly; the process default is
     // installed too so a library that asks for the default gets ring, never a panic
     // (deps-notes.md, gotcha 1). Err means one is already installed: fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::proxmox::install_crypto_provider();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -121,8 +121,9 @@ impl Resolver<'_> {
         )?;
         let node = self.non_empty("proxmox.node", px.node)?;
         let fingerprint_text = self.non_empty("proxmox.fingerprint", px.fingerprint)?;
-        let fingerprint = Fingerprint::parse(&fingerprint_text)
-            .map_err(|reason| self.invalid("proxmox.fingerprint", reason))?;
+        let fingerprint = fingerprint_text
+            .parse::<Fingerprint>()
+            .map_err(|e| self.invalid("proxmox.fingerprint", e.to_string()))?;
         let token = self.secret("proxmox.token", self.required("proxmox.token", px.token)?)?;
         check_token_shape(token.value.expose())
             .map_err(|reason| self.invalid("proxmox.token", reason))?;

@@ -1,0 +1,458 @@
+//! Test controls under `/_sim/` (unauthenticated, for loopback test use only): fault
+//! injection, task timing, storage reachability, ACLs and roles, the request log, the
+//! certificate, and `pct create` as root on the host. Documented in the crate README.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, Request, Response, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::acl::{normalize_path, AclEntry};
+use crate::envelope::{ApiError, Reply};
+use crate::server::Call;
+use crate::{lxc, request, tasks, Sim};
+
+/// How many request-log entries are kept.
+const LOG_CAP: usize = 10_000;
+
+/// A fault rule: applies to requests whose path (without `/api2/json`) starts with `prefix`.
+#[derive(Debug, Clone)]
+struct Rule {
+    prefix: String,
+    remaining: u64,
+    ms: u64,
+}
+
+/// One entry of the request log.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path without `/api2/json`, percent-decoded.
+    pub path: String,
+    /// Parameters as received (query merged over body).
+    pub params: Value,
+    /// HTTP status.
+    pub status: u16,
+    /// Response body (`None` for empty bodies).
+    pub body: Option<Value>,
+    /// `validate_returns` violations of a 200 answer.
+    pub schema_errors: Option<Value>,
+}
+
+/// Runtime fault injection and the request log (not persisted).
+#[derive(Default)]
+pub struct Controls {
+    delays: Mutex<Vec<Rule>>,
+    drops: Mutex<Vec<Rule>>,
+    log: Mutex<VecDeque<Value>>,
+    seq: AtomicU64,
+    usb_unplugged: AtomicBool,
+}
+
+/// Payload used to unwind a connection task so hyper closes the socket without answering.
+struct DropConnection;
+
+fn take_rule(rules: &Mutex<Vec<Rule>>, path: &str) -> Option<Rule> {
+    let mut rules = rules.lock().unwrap_or_else(|e| e.into_inner());
+    let idx = rules.iter().position(|r| path.starts_with(&r.prefix))?;
+    let rule = rules[idx].clone();
+    rules[idx].remaining -= 1;
+    if rules[idx].remaining == 0 {
+        rules.remove(idx);
+    }
+    Some(rule)
+}
+
+impl Controls {
+    /// Apply delay and drop rules to a request for `path`. A drop unwinds the connection task
+    /// (`resume_unwind` skips the panic hook), so the client sees the connection close
+    /// without an HTTP response.
+    pub async fn before_response(&self, path: &str) {
+        if let Some(rule) = take_rule(&self.delays, path) {
+            tokio::time::sleep(Duration::from_millis(rule.ms)).await;
+        }
+        if take_rule(&self.drops, path).is_some() {
+            tracing::info!(path, "dropping connection");
+            std::panic::resume_unwind(Box::new(DropConnection));
+        }
+    }
+
+    /// Append to the request log.
+    pub fn log_request(&self, entry: LoggedRequest) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() >= LOG_CAP {
+            log.pop_front();
+        }
+        log.push_back(json!({
+            "seq": seq,
+            "time": tasks::now_ms() as f64 / 1000.0,
+            "method": entry.method,
+            "path": entry.path,
+            "params": entry.params,
+            "status": entry.status,
+            "response": entry.body,
+            "schema_errors": entry.schema_errors,
+        }));
+    }
+
+    /// Whether the simulated USB disk is unplugged.
+    pub fn usb_unplugged(&self) -> bool {
+        self.usb_unplugged.load(Ordering::Relaxed)
+    }
+}
+
+/// The `/_sim/` routes.
+pub fn routes() -> Router<Sim> {
+    Router::new()
+        .route("/_sim/fail-next", post(fail_next))
+        .route("/_sim/delay", post(delay))
+        .route("/_sim/drop", post(drop_responses))
+        .route("/_sim/storage/{id}", post(storage_reachable))
+        .route("/_sim/task-ms", post(task_ms))
+        .route("/_sim/auth-fail-delay", post(auth_fail_delay))
+        .route("/_sim/requests", get(requests).delete(clear_requests))
+        .route("/_sim/acl", post(set_acl))
+        .route("/_sim/role", post(set_role))
+        .route("/_sim/unlock", post(unlock))
+        .route("/_sim/usb", post(usb))
+        .route("/_sim/pct/create", post(pct_create))
+        .route("/_sim/cert", get(cert))
+}
+
+fn ok() -> Response<Body> {
+    json_response(StatusCode::OK, json!({"ok": true}))
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn bad(msg: &str) -> Response<Body> {
+    json_response(StatusCode::BAD_REQUEST, json!({"error": msg}))
+}
+
+async fn body_json(req: Request<Body>) -> Result<Value, Response<Body>> {
+    let bytes = to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map_err(|_| bad("unreadable body"))?;
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad(&format!("invalid JSON: {e}")))
+}
+
+#[derive(Deserialize)]
+struct FailNext {
+    vmid: u32,
+    exitstatus: String,
+}
+
+async fn fail_next(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match serde_json::from_value::<FailNext>(v) {
+        Ok(f) => {
+            sim.mutate(|st| st.fail_next.insert(f.vmid, f.exitstatus));
+            ok()
+        }
+        Err(e) => bad(&e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct FaultReq {
+    #[serde(default)]
+    ms: u64,
+    #[serde(default = "one")]
+    count: u64,
+    #[serde(default)]
+    path_prefix: String,
+}
+
+fn one() -> u64 {
+    1
+}
+
+async fn add_rule(list: &Mutex<Vec<Rule>>, req: Request<Body>) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match serde_json::from_value::<FaultReq>(v) {
+        Ok(f) if f.count > 0 => {
+            list.lock().unwrap_or_else(|e| e.into_inner()).push(Rule {
+                prefix: f.path_prefix,
+                remaining: f.count,
+                ms: f.ms,
+            });
+            ok()
+        }
+        Ok(_) => bad("count must be at least 1"),
+        Err(e) => bad(&e.to_string()),
+    }
+}
+
+async fn delay(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    add_rule(&sim.controls().delays, req).await
+}
+
+async fn drop_responses(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    add_rule(&sim.controls().drops, req).await
+}
+
+async fn storage_reachable(
+    AxState(sim): AxState<Sim>,
+    Path(id): Path<String>,
+    req: Request<Body>,
+) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(reachable) = v.get("reachable").and_then(Value::as_bool) else {
+        return bad("expected {\"reachable\": bool}");
+    };
+    let found = sim.mutate(|st| match st.storages.get_mut(&id) {
+        Some(s) => {
+            s.reachable = reachable;
+            true
+        }
+        None => false,
+    });
+    if found {
+        ok()
+    } else {
+        bad("no such storage")
+    }
+}
+
+async fn task_ms(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    match body_json(req)
+        .await
+        .map(|v| v.get("ms").and_then(Value::as_u64))
+    {
+        Ok(Some(ms)) => {
+            sim.set_task_ms(ms);
+            ok()
+        }
+        Ok(None) => bad("expected {\"ms\": N}"),
+        Err(r) => r,
+    }
+}
+
+async fn auth_fail_delay(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    match body_json(req)
+        .await
+        .map(|v| v.get("ms").and_then(Value::as_u64))
+    {
+        Ok(Some(ms)) => {
+            sim.set_auth_fail_delay_ms(ms);
+            ok()
+        }
+        Ok(None) => bad("expected {\"ms\": N}"),
+        Err(r) => r,
+    }
+}
+
+async fn requests(AxState(sim): AxState<Sim>) -> Response<Body> {
+    let log = sim.controls().log.lock().unwrap_or_else(|e| e.into_inner());
+    json_response(StatusCode::OK, Value::Array(log.iter().cloned().collect()))
+}
+
+async fn clear_requests(AxState(sim): AxState<Sim>) -> Response<Body> {
+    sim.controls()
+        .log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    ok()
+}
+
+#[derive(Deserialize)]
+struct AclReq {
+    path: String,
+    ugid: String,
+    roles: Vec<String>,
+    #[serde(default = "one")]
+    propagate: u64,
+    #[serde(default)]
+    delete: u64,
+}
+
+async fn set_acl(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let a = match serde_json::from_value::<AclReq>(v) {
+        Ok(a) => a,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let result = sim.mutate(|st| {
+        if !st.access.exists(&a.ugid) {
+            return Err(format!("no such user or token '{}'", a.ugid));
+        }
+        for role in &a.roles {
+            if crate::roles::builtin(role).is_none() && !st.access.custom_roles.contains_key(role) {
+                return Err(format!("role '{role}' does not exist"));
+            }
+            st.access.set_acl(
+                AclEntry {
+                    path: normalize_path(&a.path),
+                    ugid: a.ugid.clone(),
+                    role: role.clone(),
+                    propagate: a.propagate != 0,
+                },
+                a.delete != 0,
+            );
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ok(),
+        Err(e) => bad(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleReq {
+    roleid: String,
+    privs: Vec<String>,
+}
+
+async fn set_role(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let r = match serde_json::from_value::<RoleReq>(v) {
+        Ok(r) => r,
+        Err(e) => return bad(&e.to_string()),
+    };
+    if crate::roles::builtin(&r.roleid).is_some() {
+        return bad("cannot redefine a built-in role");
+    }
+    if let Some(p) = r
+        .privs
+        .iter()
+        .find(|p| !crate::roles::ALL_PRIVS.contains(&p.as_str()))
+    {
+        return bad(&format!("invalid privilege '{p}'"));
+    }
+    sim.mutate(|st| st.access.custom_roles.insert(r.roleid, r.privs));
+    ok()
+}
+
+/// `pct unlock <vmid>` on the host.
+async fn unlock(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(vmid) = v.get("vmid").and_then(Value::as_u64) else {
+        return bad("expected {\"vmid\": N}");
+    };
+    let done = sim.mutate(|st| match st.guests.get_mut(&(vmid as u32)) {
+        Some(g) => {
+            g.conf.main.remove("lock");
+            true
+        }
+        None => false,
+    });
+    if done {
+        ok()
+    } else {
+        bad("no such guest")
+    }
+}
+
+async fn usb(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    match body_json(req)
+        .await
+        .map(|v| v.get("present").and_then(Value::as_bool))
+    {
+        Ok(Some(present)) => {
+            sim.controls()
+                .usb_unplugged
+                .store(!present, Ordering::Relaxed);
+            ok()
+        }
+        Ok(None) => bad("expected {\"present\": bool}"),
+        Err(r) => r,
+    }
+}
+
+/// `pct create` run as root on the host: the same parameters as `POST /nodes/{node}/lxc`,
+/// validated by the same schema, executed as `root@pam` (so `features: keyctl=1` is allowed).
+async fn pct_create(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = match to_bytes(req.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(_) => return bad("unreadable body"),
+    };
+    let mut params: Map<String, Value> =
+        match request::parse_body(ct.as_deref().or(Some("application/json")), &bytes) {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+    params
+        .entry("node")
+        .or_insert_with(|| Value::String(sim.node()));
+    let path = format!(
+        "/nodes/{}/lxc",
+        request::value_text(&params["node"]).unwrap_or_default()
+    );
+    let result = match pve_schema::embedded().find("POST", &path) {
+        Ok(endpoint) => match endpoint.validate_params(&params) {
+            Ok(()) => lxc::create(&Call {
+                sim: &sim,
+                user: "root@pam".into(),
+                params,
+            }),
+            Err(errors) => Err(ApiError::Param(errors.0)),
+        },
+        Err(_) => Err(ApiError::NotImplemented(format!(
+            "Method 'POST {path}' not implemented"
+        ))),
+    };
+    match result {
+        Ok(reply) => Reply::into_response(reply),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cert(AxState(sim): AxState<Sim>) -> Response<Body> {
+    match std::fs::read(sim.state_dir().join(crate::tls::CERT_FILE)) {
+        Ok(pem) => {
+            let mut resp = Response::new(Body::from(pem));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/x-pem-file"),
+            );
+            resp
+        }
+        Err(_) => json_response(StatusCode::NOT_FOUND, json!({"error": "no certificate"})),
+    }
+}

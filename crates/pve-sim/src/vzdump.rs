@@ -1,0 +1,388 @@
+//! `POST /nodes/{node}/vzdump` and its worker (pve-manager `PVE/API2/VZDump.pm:37-180`,
+//! `PVE/VZDump.pm`, `PVE/VZDump/LXC.pm`). The archive volume holds the guest's config so a
+//! restore round-trips it.
+//!
+//! Simplification: archive names use UTC where PVE uses the node's local time.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::acl::perm_message;
+use crate::conf::{self, CtConf};
+use crate::envelope::{ApiError, Reply};
+use crate::server::{check_node, Call};
+use crate::state::{State, Volume};
+use crate::tasks::Work;
+
+/// A backup job as the worker sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// Guests to back up (on this node).
+    pub vmids: Vec<u32>,
+    /// Guests the caller lacks `VM.Backup` on (checked in the worker, `VZDump.pm:1418`).
+    pub denied: Vec<u32>,
+    /// Guests the begin phase locked with `lock: backup`.
+    #[serde(default)]
+    pub locked: Vec<u32>,
+    /// Guests that failed already in the begin phase.
+    #[serde(default)]
+    pub failed: Vec<u32>,
+    /// Target storage.
+    pub storage: String,
+    /// `compress` (`0`, `1`, `gzip`, `lzo`, `zstd`).
+    pub compress: String,
+    /// `mode`.
+    pub mode: String,
+    /// `notes-template`.
+    pub notes_template: Option<String>,
+    /// `protected`.
+    pub protected: bool,
+}
+
+/// `YYYY-MM-DD HH:MM:SS` parts (UTC) of an epoch time.
+pub fn civil(epoch: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        m,
+        d,
+        (secs / 3600) as u32,
+        (secs % 3600 / 60) as u32,
+        (secs % 60) as u32,
+    )
+}
+
+fn stamp(epoch: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(epoch);
+    format!("{y:04}_{mo:02}_{d:02}-{h:02}_{mi:02}_{s:02}")
+}
+
+fn human_time(epoch: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(epoch);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
+
+fn extension(compress: &str) -> &'static str {
+    match compress {
+        "1" | "lzo" => ".tar.lzo",
+        "gzip" => ".tar.gz",
+        "zstd" => ".tar.zst",
+        _ => ".tar",
+    }
+}
+
+/// Render a notes template: `{{cluster}} {{guestname}} {{node}} {{vmid}}`, `\n` and `\\`.
+pub fn render_notes(template: &str, guestname: &str, vmid: u32, node: &str) -> String {
+    let mut out = String::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                Some('n') => {
+                    chars.next();
+                    out.push('\n');
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push(c),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.replace("{{guestname}}", guestname)
+        .replace("{{vmid}}", &vmid.to_string())
+        .replace("{{node}}", node)
+        .replace("{{cluster}}", node)
+}
+
+/// `POST /nodes/{node}/vzdump`.
+pub fn run(call: &Call) -> Result<Reply, ApiError> {
+    check_node(call)?;
+    let user = call.user.clone();
+    if !call.is_root() {
+        // pve-manager PVE/API2/Backup.pm:39-56.
+        let root_only: std::collections::BTreeMap<String, String> =
+            ["tmpdir", "dumpdir", "script", "job-id"]
+                .iter()
+                .filter(|k| call.params.contains_key(**k))
+                .map(|k| (k.to_string(), "Only root may set this option.".to_string()))
+                .collect();
+        if !root_only.is_empty() {
+            return Err(ApiError::Param(root_only));
+        }
+    }
+    let storage = call.str("storage").unwrap_or_else(|| "local".into());
+    let vmid_list: Vec<u32> = call
+        .str("vmid")
+        .unwrap_or_default()
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    call.sim.mutate(|st| {
+        if !call.is_root() {
+            for k in ["bwlimit", "performance", "ionice"] {
+                if call.params.contains_key(k) {
+                    st.access
+                        .check(&user, "/", &["Sys.Modify"])
+                        .map_err(ApiError::Forbidden)?;
+                }
+            }
+            st.access
+                .check(
+                    &user,
+                    &format!("/storage/{storage}"),
+                    &["Datastore.AllocateSpace"],
+                )
+                .map_err(ApiError::Forbidden)?;
+            if call.params.contains_key("prune-backups") {
+                st.access
+                    .check(
+                        &user,
+                        &format!("/storage/{storage}"),
+                        &["Datastore.Allocate"],
+                    )
+                    .map_err(ApiError::Forbidden)?;
+            }
+        }
+        let sto = st
+            .storages
+            .get(&storage)
+            .ok_or_else(|| ApiError::Fail(format!("storage '{storage}' does not exist\n")))?;
+        if !sto.content().iter().any(|c| c == "backup") {
+            return Err(ApiError::Fail(format!(
+                "can't use storage '{storage}' for backups - wrong content type\n"
+            )));
+        }
+        let vmids: Vec<u32> = if call.flag("all") {
+            st.guests.keys().copied().collect()
+        } else {
+            vmid_list
+                .iter()
+                .copied()
+                .filter(|v| st.guests.contains_key(v))
+                .collect()
+        };
+        if vmids.is_empty() {
+            // None of the guests lives on this node (API2/VZDump.pm:97,114,118).
+            return Ok(Reply::data(json!("OK")));
+        }
+        let denied = vmids
+            .iter()
+            .copied()
+            .filter(|v| {
+                user != "root@pam"
+                    && !st
+                        .access
+                        .has_all(&user, &format!("/vms/{v}"), &["VM.Backup"])
+            })
+            .collect();
+        let id = if vmids.len() == 1 {
+            vmids[0].to_string()
+        } else {
+            String::new()
+        };
+        let job = Job {
+            vmids,
+            denied,
+            locked: Vec::new(),
+            failed: Vec::new(),
+            storage,
+            compress: call.str("compress").unwrap_or_else(|| "0".into()),
+            mode: call.str("mode").unwrap_or_else(|| "snapshot".into()),
+            notes_template: call.str("notes-template"),
+            protected: call.flag("protected"),
+        };
+        Ok(Reply::data(json!(call.sim.start_task(
+            st,
+            "vzdump",
+            &id,
+            &user,
+            Work::Vzdump(job)
+        ))))
+    })
+}
+
+/// Worker start: permission and lock checks per guest, `lock: backup`.
+pub fn begin(job: &mut Job, st: &mut State, log: &mut Vec<String>) -> Result<(), String> {
+    let list: Vec<String> = job.vmids.iter().map(u32::to_string).collect();
+    log.push(format!(
+        "INFO: starting new backup job: vzdump {} --storage {} --mode {} --compress {}",
+        list.join(" "),
+        job.storage,
+        job.mode,
+        job.compress
+    ));
+    if !st.storages.get(&job.storage).is_some_and(|s| s.reachable) {
+        return Err(format!("storage '{}' is not online", job.storage));
+    }
+    for vmid in job.vmids.clone() {
+        if job.denied.contains(&vmid) {
+            log.push(format!(
+                "ERROR: Backup of VM {vmid} failed - {}",
+                perm_message(&format!("/vms/{vmid}, VM.Backup")).trim_end()
+            ));
+            job.failed.push(vmid);
+            continue;
+        }
+        let Ok(g) = st.guest_mut(vmid) else {
+            job.failed.push(vmid);
+            continue;
+        };
+        if let Err(e) = g.conf.check_lock() {
+            log.push(format!(
+                "ERROR: Backup of VM {vmid} failed - {}",
+                e.trim_end()
+            ));
+            job.failed.push(vmid);
+            continue;
+        }
+        g.conf.main.insert("lock".into(), "backup".into());
+        job.locked.push(vmid);
+        log.push(format!("INFO: Starting Backup of VM {vmid} (lxc)"));
+    }
+    if job.locked.is_empty() {
+        return Err("job errors".into());
+    }
+    Ok(())
+}
+
+/// Worker end: one archive per locked guest, unlock, `job errors` if any guest failed.
+pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Result<(), String> {
+    for &vmid in &job.locked {
+        let Ok(g) = st.guest_mut(vmid) else { continue };
+        g.conf.main.remove("lock");
+        let mut archive_conf = CtConf {
+            main: g.conf.main.clone(),
+            snapshots: Default::default(),
+        };
+        archive_conf.main.remove("parent");
+        let hostname = g
+            .conf
+            .main
+            .get("hostname")
+            .cloned()
+            .unwrap_or_else(|| format!("CT{vmid}"));
+        let running = g.running;
+        let mode = if running { job.mode.as_str() } else { "stop" };
+        let disk = archive_conf
+            .main
+            .get("rootfs")
+            .and_then(|r| conf::parse_prop("rootfs", r).ok())
+            .and_then(|m| m.get("size").and_then(|s| conf::parse_size(s)))
+            .unwrap_or(4 << 30);
+        let ext = extension(&job.compress);
+        let mut t = now;
+        let volid = loop {
+            let v = format!("{}:backup/vzdump-lxc-{vmid}-{}{ext}", job.storage, stamp(t));
+            if !st.volumes.contains_key(&v) {
+                break v;
+            }
+            t += 1;
+        };
+        let file = volid.split('/').next_back().unwrap_or(&volid).to_string();
+        let size = disk / 16 + u64::from(vmid);
+        log.push(format!("INFO: Backup started at {}", human_time(now)));
+        log.push(format!(
+            "INFO: status = {}",
+            if running { "running" } else { "stopped" }
+        ));
+        log.push(format!("INFO: backup mode: {mode}"));
+        log.push("INFO: ionice priority: 7".into());
+        log.push(format!("INFO: CT Name: {hostname}"));
+        log.push(format!(
+            "INFO: creating vzdump archive '/var/lib/vz/dump/{file}'"
+        ));
+        log.push(format!(
+            "INFO: Total bytes written: {size} ({} MiB, 100.0 MiB/s)",
+            size >> 20
+        ));
+        log.push(format!("INFO: archive file size: {}MB", size >> 20));
+        let notes = job
+            .notes_template
+            .as_deref()
+            .map(|t| render_notes(t, &hostname, vmid, &st.node));
+        if notes.is_some() {
+            log.push("INFO: adding notes to backup".into());
+        }
+        if job.protected {
+            log.push("INFO: marking backup as protected".into());
+        }
+        st.volumes.insert(
+            volid,
+            Volume {
+                content: "backup".into(),
+                format: format!("tar{}", ext.trim_start_matches(".tar")),
+                size,
+                ctime: now,
+                vmid: Some(vmid),
+                notes,
+                protected: job.protected,
+                subtype: Some("lxc".into()),
+                archive: Some(archive_conf),
+            },
+        );
+        log.push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
+        log.push(format!("INFO: Backup finished at {}", human_time(now)));
+    }
+    if job.failed.is_empty() {
+        log.push("INFO: Backup job finished successfully".into());
+        Ok(())
+    } else {
+        Err("job errors".into())
+    }
+}
+
+/// Undo: release the backup locks this job set.
+pub fn abort(job: &Job, st: &mut State) {
+    for vmid in &job.locked {
+        if let Ok(g) = st.guest_mut(*vmid) {
+            if g.conf.lock() == Some("backup") {
+                g.conf.main.remove("lock");
+            }
+        }
+    }
+}
+
+/// The volume listing view of a backup's notes: only the first line.
+pub fn notes_first_line(notes: &str) -> Value {
+    json!(notes.lines().next().unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(stamp(1_777_629_600), "2026_05_01-10_00_00");
+        assert_eq!(human_time(951_782_400), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn notes_templates_render() {
+        assert_eq!(
+            render_notes(
+                "{{guestname}} ({{vmid}}) on {{node}}\\nnext\\\\",
+                "web",
+                101,
+                "pve"
+            ),
+            "web (101) on pve\nnext\\"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests of `felhom-pve-sim`: each test starts the real binary, reads its ready
+//! line and talks HTTPS pinned to the printed fingerprint.
+//!
+//! Modules:
+//! - `harness`: spawning the binary, the pinned client, request helpers.
+//! - `protocol`: ready line, 401/403/400/501 shapes, reason phrase, request log.
+//! - `lifecycle`: snapshots, tasks, locks, config digest/description/hwaddr.
+//! - `backup`: vzdump, content listing, restore (unique, force), keyctl root-only rules.
+//! - `persistence`: restart with the same `--state`.
+
+mod backup;
+mod harness;
+mod lifecycle;
+mod persistence;
+mod protocol;
