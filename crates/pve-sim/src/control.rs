@@ -121,6 +121,7 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/task-ms", post(task_ms))
         .route("/_sim/auth-fail-delay", post(auth_fail_delay))
         .route("/_sim/requests", get(requests).delete(clear_requests))
+        .route("/_sim/tasks", get(task_times))
         .route("/_sim/acl", post(set_acl))
         .route("/_sim/role", post(set_role))
         .route("/_sim/unlock", post(unlock))
@@ -275,6 +276,25 @@ async fn auth_fail_delay(AxState(sim): AxState<Sim>, req: Request<Body>) -> Resp
 async fn requests(AxState(sim): AxState<Sim>) -> Response<Body> {
     let log = sim.controls().log.lock().unwrap_or_else(|e| e.into_inner());
     json_response(StatusCode::OK, Value::Array(log.iter().cloned().collect()))
+}
+
+/// `GET /_sim/tasks`: every task with the epoch millisecond its worker ends (`end_at_ms`), so
+/// a benchmark can measure how long after the real end a client notices it.
+async fn task_times(AxState(sim): AxState<Sim>) -> Response<Body> {
+    let tasks = sim.with_state(|st| {
+        st.tasks
+            .iter()
+            .map(|t| {
+                json!({
+                    "upid": t.upid,
+                    "type": t.kind,
+                    "end_at_ms": t.end_at_ms,
+                    "exitstatus": t.exitstatus,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    json_response(StatusCode::OK, Value::Array(tasks))
 }
 
 async fn clear_requests(AxState(sim): AxState<Sim>) -> Response<Body> {
