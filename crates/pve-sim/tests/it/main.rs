@@ -7,9 +7,12 @@
 //! - `lifecycle`: snapshots, tasks, locks, config digest/description/hwaddr.
 //! - `backup`: vzdump, content listing, restore (unique, force), keyctl root-only rules.
 //! - `persistence`: restart with the same `--state`.
+//! - `proxmoxer`: Python's proxmoxer, unchanged, drives the simulator; the independent schema
+//!   audit (tools/schema_audit.py) checks what it left in the request log.
 
 mod backup;
 mod harness;
 mod lifecycle;
 mod persistence;
 mod protocol;
+mod proxmoxer;
