@@ -20,15 +20,14 @@ pub enum ClientSetupError {
 
 /// A client pinned to `proxmox.fingerprint`, authenticating with `proxmox.token`.
 pub fn client(config: &ProxmoxConfig) -> Result<Client, ClientSetupError> {
-    let token: ApiToken =
-        config
-            .token
-            .value
-            .expose()
-            .parse()
-            .map_err(|e: pve::Error| ClientSetupError::Token {
-                reason: e.to_string(),
-            })?;
+    let token: ApiToken = config
+        .token
+        .value
+        .expose()
+        .parse()
+        .map_err(|e: pve::Error| ClientSetupError::Token {
+            reason: e.to_string(),
+        })?;
     let mut cc = ClientConfig::new(
         config.url.as_str(),
         config.node.clone(),

@@ -1,5 +1,5 @@
 //! Test controls under `/_sim/` (unauthenticated, for loopback test use only): fault
-//! injection, task timing, storage reachability, ACLs and roles, the request log, the
+//! injection (delays, dropped connections, injected 501/59x answers), task timing, storage reachability, ACLs and roles, the request log, the
 //! certificate, and `pct create` as root on the host. Documented in the crate README.
 
 use std::collections::VecDeque;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, State as AxState};
-use axum::http::{header, Request, Response, StatusCode};
+use axum::http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -29,6 +29,30 @@ struct Rule {
     prefix: String,
     remaining: u64,
     ms: u64,
+}
+
+/// An injected error answer (`/_sim/fault`) for requests whose path starts with `prefix`.
+#[derive(Debug, Clone)]
+struct StatusFault {
+    prefix: String,
+    remaining: u64,
+    status: u16,
+    message: Option<String>,
+}
+
+/// Statuses `/_sim/fault` can inject: 501 (PVE's "not implemented") and the AnyEvent::HTTP
+/// pseudo-statuses pveproxy passes through when it cannot forward a call
+/// (pve-http-server `AnyEvent.pm:856-880`).
+const FAULT_STATUSES: [u16; 5] = [501, 595, 596, 597, 599];
+
+/// AnyEvent::HTTP's meaning of each pseudo-status, used when a rule gives no message.
+fn default_fault_message(status: u16) -> &'static str {
+    match status {
+        595 => "Errors during connection establishment, proxy handshake: Connection refused",
+        596 => "Errors during TLS negotiation, request sending or header processing",
+        597 => "Errors during body receiving or processing",
+        _ => "Other, usually nonretryable, errors (garbled URL etc.)",
+    }
 }
 
 /// One entry of the request log.
@@ -53,6 +77,7 @@ pub struct LoggedRequest {
 pub struct Controls {
     delays: Mutex<Vec<Rule>>,
     drops: Mutex<Vec<Rule>>,
+    faults: Mutex<Vec<StatusFault>>,
     log: Mutex<VecDeque<Value>>,
     seq: AtomicU64,
     usb_unplugged: AtomicBool,
@@ -111,12 +136,107 @@ impl Controls {
     }
 }
 
+/// The injected answer for an API request, if a `/_sim/fault` rule matches its path (which
+/// consumes one use of the rule); the request is logged like any other.
+///
+/// Only authenticated requests are affected, because pveproxy checks the token before it
+/// forwards a call (pve-manager `HTTPServer.pm:85-93`, `AnyEvent.pm:734-888`): a request with
+/// a bad token still gets its 401 and leaves the rule armed. 595/596/597/599 have an empty body
+/// and the message as the reason phrase (AnyEvent::HTTP pseudo-statuses passed through,
+/// `AnyEvent.pm:856-880`); 501 is PVE's JSON `{"data":null,"message":"Method '…' not
+/// implemented"}` (`HTTPServer.pm:148-151`).
+pub fn injected_fault(
+    sim: &Sim,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Response<Body>> {
+    if !matches!(
+        *method,
+        Method::GET | Method::POST | Method::PUT | Method::DELETE
+    ) {
+        return None;
+    }
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    sim.with_state(|st| crate::auth::authenticate(&st.access, auth))
+        .ok()?;
+    let fault = {
+        let mut faults = sim
+            .controls()
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let idx = faults.iter().position(|f| path.starts_with(&f.prefix))?;
+        let fault = faults[idx].clone();
+        faults[idx].remaining -= 1;
+        if faults[idx].remaining == 0 {
+            faults.remove(idx);
+        }
+        fault
+    };
+    let (resp, logged_body) = if fault.status == 501 {
+        let message = fault
+            .message
+            .unwrap_or_else(|| format!("Method '{method} {path}' not implemented"));
+        let err = ApiError::NotImplemented(message);
+        let logged = err.body();
+        (err.into_response(), logged)
+    } else {
+        let message = fault
+            .message
+            .unwrap_or_else(|| default_fault_message(fault.status).to_string());
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() =
+            StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(message.into_bytes()) {
+            resp.extensions_mut().insert(reason);
+        }
+        (resp, None)
+    };
+    tracing::info!(%method, path, status = fault.status, "injecting fault");
+    sim.controls().log_request(LoggedRequest {
+        method: method.to_string(),
+        path: path.to_string(),
+        params: received_params(method, query, headers, body),
+        status: fault.status,
+        body: logged_body,
+        schema_errors: None,
+    });
+    Some(resp)
+}
+
+/// The parameters of a request as received (query over body), for the log; `null` when they
+/// cannot be parsed.
+fn received_params(method: &Method, query: &str, headers: &HeaderMap, body: &[u8]) -> Value {
+    let Ok(query) = request::parse_form(query.as_bytes()) else {
+        return Value::Null;
+    };
+    if !matches!(*method, Method::POST | Method::PUT) {
+        return Value::Object(query);
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match request::parse_body(ct, body) {
+        Ok(mut params) => {
+            params.extend(query);
+            Value::Object(params)
+        }
+        Err(_) => Value::Null,
+    }
+}
+
 /// The `/_sim/` routes.
 pub fn routes() -> Router<Sim> {
     Router::new()
         .route("/_sim/fail-next", post(fail_next))
         .route("/_sim/delay", post(delay))
         .route("/_sim/drop", post(drop_responses))
+        .route("/_sim/fault", post(fault))
         .route("/_sim/storage/{id}", post(storage_reachable))
         .route("/_sim/task-ms", post(task_ms))
         .route("/_sim/auth-fail-delay", post(auth_fail_delay))
@@ -217,6 +337,53 @@ async fn delay(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body>
 
 async fn drop_responses(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
     add_rule(&sim.controls().drops, req).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRuleReq {
+    status: u16,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default = "one")]
+    count: u64,
+    #[serde(default)]
+    path_prefix: String,
+}
+
+/// `POST /_sim/fault {"path_prefix":"/nodes/pve/status","status":596,"message":"…","count":1}`.
+async fn fault(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let f = match serde_json::from_value::<FaultRuleReq>(v) {
+        Ok(f) => f,
+        Err(e) => return bad(&e.to_string()),
+    };
+    if !FAULT_STATUSES.contains(&f.status) {
+        return bad("status must be one of 501, 595, 596, 597, 599");
+    }
+    if f.count == 0 {
+        return bad("count must be at least 1");
+    }
+    if let Some(m) = &f.message {
+        // 59x answers carry the message only in the reason phrase, so it must be one.
+        if m.trim().is_empty() || hyper::ext::ReasonPhrase::try_from(m.as_bytes()).is_err() {
+            return bad("message must be one line of printable text");
+        }
+    }
+    sim.controls()
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(StatusFault {
+            prefix: f.path_prefix,
+            remaining: f.count,
+            status: f.status,
+            message: f.message,
+        });
+    ok()
 }
 
 async fn storage_reachable(

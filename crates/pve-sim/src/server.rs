@@ -92,6 +92,9 @@ async fn api(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
         .unwrap_or_default();
 
     sim.controls().before_response(&path).await;
+    if let Some(resp) = control::injected_fault(&sim, &method, &path, &query, &headers, &body) {
+        return resp;
+    }
 
     let mut logged_params = Value::Null;
     let (result, returns_errors) = handle(

@@ -56,7 +56,7 @@ pub use task::{
     PollPolicy, TaskListEntry, TaskListQuery, TaskLogLine, TaskOutcome, TaskRef, TaskState,
     TaskStatus, WaitOptions,
 };
-pub use tls::Fingerprint;
+pub use tls::{pinned_client_config, Fingerprint};
 pub use token::ApiToken;
 pub use upid::Upid;
 pub use vmid::Vmid;

@@ -183,8 +183,10 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// A rustls client configuration (ring provider, TLS 1.2 and 1.3) that trusts only `pin`.
-pub(crate) fn pinned_client_config(pin: Fingerprint) -> Result<rustls::ClientConfig, Error> {
+/// A rustls client configuration (ring provider, TLS 1.2 and 1.3) that trusts only the
+/// certificate whose SHA-256 is `pin`; handshake signatures are still verified. Public so other
+/// pinned HTTPS clients of the agent (the local API's own checks, tests) share this one verifier.
+pub fn pinned_client_config(pin: Fingerprint) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedVerifier {
         expected: pin,

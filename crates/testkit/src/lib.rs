@@ -1,9 +1,10 @@
-//! Test kit: runs `felhom-pve-sim` as a real process for integration tests and benchmarks.
+//! Test kit: runs `felhom-pve-sim` as a real process for integration tests, benchmarks and
+//! `felhom-agent demo` (the one non-test user: the demo starts the same simulator the tests do).
 //!
-//! It owns process handling only: spawning the simulator on loopback, reading its one-line ready
-//! announcement, `kill -9` and restart on the same state directory and port. It never talks HTTP
-//! itself; tests use the `pve` client (or `pve::tls` for the `/_sim/` controls) for that.
-//! Start reading at [`Sim::start`].
+//! It owns process handling: spawning the simulator on loopback, reading its one-line ready
+//! announcement, `kill -9` and restart on the same state directory and port, plus
+//! [`Sim::control`] for the simulator's `/_sim/` test controls over HTTPS pinned to the printed
+//! fingerprint. Start reading at [`Sim::start`].
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub struct SimOptions {
     pub task_ms: Option<u64>,
     /// Further command-line arguments.
     pub extra_args: Vec<String>,
+    /// Append the simulator's log (stderr) to this file instead of inheriting stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 impl SimOptions {
@@ -53,6 +56,12 @@ impl SimOptions {
     /// Every task takes `ms` milliseconds.
     pub fn task_ms(mut self, ms: u64) -> Self {
         self.task_ms = Some(ms);
+        self
+    }
+
+    /// Send the simulator's log to `path`.
+    pub fn log_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log_file = Some(path.into());
         self
     }
 
@@ -113,6 +122,59 @@ impl Sim {
         self.child.as_ref().map(Child::id)
     }
 
+    /// A `pve::Client` for the agent's token (`root = false`) or the root-owned token.
+    pub fn client(&self, root: bool) -> Result<pve::Client> {
+        let token = if root {
+            &self.info.root_token
+        } else {
+            &self.info.token
+        };
+        let config = pve::ClientConfig::new(
+            self.info.url.clone(),
+            self.info.node.clone(),
+            token.parse().context("simulator token")?,
+            self.info
+                .fingerprint
+                .parse()
+                .context("simulator fingerprint")?,
+        );
+        Ok(pve::Client::new(config)?)
+    }
+
+    /// Calls a `/_sim/` test control (`path` like `/_sim/acl`) with an optional JSON body and
+    /// returns the JSON answer; a non-2xx answer is an error carrying the body.
+    pub async fn control(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let fingerprint: pve::Fingerprint = self.info.fingerprint.parse()?;
+        let tls = pve::pinned_client_config(fingerprint)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .context("building the control client")?;
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = http.request(method, format!("{}{path}", self.info.url));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("calling {path}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{path} answered {status}: {text}");
+        }
+        if text.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("{path} answered non-JSON: {text}"))
+    }
+
     /// `kill -9` the simulator (SIGKILL; no chance to flush anything).
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -152,9 +214,19 @@ fn spawn(opts: &SimOptions, state: &Path, listen: &str) -> Result<(Child, SimInf
         cmd.arg("--task-ms").arg(ms.to_string());
     }
     cmd.args(&opts.extra_args);
+    let stderr = match &opts.log_file {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
+        None => Stdio::inherit(),
+    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
@@ -203,32 +275,52 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Path of the `felhom-pve-sim` binary: `$FELHOM_PVE_SIM`, else next to the running test's
-/// target directory; built with cargo when missing (e.g. `cargo test -p pve` alone).
+/// Path of the `felhom-pve-sim` binary: `$FELHOM_PVE_SIM`, else beside the running executable
+/// (`felhom-agent demo` in `target/<profile>/`) or one level up (a test in
+/// `target/<profile>/deps/`); built with cargo when missing and cargo is at hand (`cargo run`
+/// and `cargo test` set `$CARGO`).
 pub fn sim_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("FELHOM_PVE_SIM") {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    // target/<profile>/deps/<test> or target/<profile>/examples/<bench>
-    let profile_dir = exe
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let exe_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
+        .ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+    let profile_dir = if exe_dir
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
+        exe_dir.parent().unwrap_or(exe_dir)
+    } else {
+        exe_dir
+    };
     let candidate = profile_dir.join("felhom-pve-sim");
-    if !candidate.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root())
-            .args(["build", "-q", "-p", "pve-sim", "--bin", "felhom-pve-sim"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().context("building felhom-pve-sim")?;
-        if !status.success() || !candidate.exists() {
-            bail!("felhom-pve-sim not found at {}", candidate.display());
-        }
+    if candidate.exists() {
+        return Ok(candidate);
+    }
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        bail!(
+            "felhom-pve-sim not found at {} (build it with `cargo build -p pve-sim`, or set FELHOM_PVE_SIM)",
+            candidate.display()
+        );
+    };
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "-q",
+        "-p",
+        "pve-sim",
+        "--bin",
+        "felhom-pve-sim",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("building felhom-pve-sim")?;
+    if !status.success() || !candidate.exists() {
+        bail!("felhom-pve-sim not found at {}", candidate.display());
     }
     Ok(candidate)
 }

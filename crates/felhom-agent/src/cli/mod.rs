@@ -2,6 +2,7 @@
 //! The lead adds `selftest`, `plan`, `op`, `audit`, `localapi` and `demo` here as they land.
 
 pub mod check_config;
+pub mod demo;
 pub mod run;
 pub mod selftest;
 
@@ -35,6 +36,9 @@ pub enum Command {
     /// Health checks against Proxmox: `read` (read-only) or `task --vmid N` (reversible
     /// snapshot -> rollback -> delete on one guest).
     Selftest(selftest::SelftestArgs),
+    /// Start the Proxmox VE simulator on loopback and show the agent at work; no configuration
+    /// needed.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command line.
@@ -44,6 +48,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run(args)) => run::execute(cli.config.as_deref(), args),
         Some(Command::CheckConfig(args)) => check_config::execute(cli.config.as_deref(), args),
         Some(Command::Selftest(args)) => selftest::execute(cli.config.as_deref(), args),
+        Some(Command::Demo(args)) => demo::execute(args),
     }
 }
 

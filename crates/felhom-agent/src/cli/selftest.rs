@@ -58,6 +58,12 @@ pub fn execute(config_path: Option<&Path>, args: SelftestArgs) -> anyhow::Result
     print!("{report}");
     match report.first_failure() {
         None => Ok(()),
-        Some(reason) => bail!("selftest {:?} failed: {reason}", args.mode),
+        Some(reason) => {
+            let mode = match args.mode {
+                Mode::Read => "read",
+                Mode::Task => "task",
+            };
+            bail!("selftest {mode} failed: {reason}")
+        }
     }
 }

@@ -112,7 +112,10 @@ pub async fn read(client: &Client) -> Report {
             if unhealthy.is_empty() {
                 report.ok("disks", format!("{} disk(s), SMART healthy", disks.len()));
             } else {
-                report.fail("disks", format!("SMART not healthy: {}", unhealthy.join(", ")));
+                report.fail(
+                    "disks",
+                    format!("SMART not healthy: {}", unhealthy.join(", ")),
+                );
             }
         }
         Err(e) => report.fail("disks", describe(&e)),

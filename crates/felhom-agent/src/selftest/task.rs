@@ -56,7 +56,14 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
     };
     let wait = WaitOptions::new(options.task_timeout);
 
-    let created = run_task(client, client.create_snapshot(vmid, &name, Some("felhom-agent selftest")).await, &wait).await;
+    let created = run_task(
+        client,
+        client
+            .create_snapshot(vmid, &name, Some("felhom-agent selftest"))
+            .await,
+        &wait,
+    )
+    .await;
     match created {
         Ok(detail) => report.ok("snapshot", format!("created {name} ({detail})")),
         Err(e) => {
@@ -67,7 +74,12 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
 
     // Rollback hard-stops a running container and starts it again only with `start=1`
     // (pve-container Snapshot.pm); ask for it so the guest ends as it began.
-    let rolled = run_task(client, client.rollback_snapshot(vmid, &name, was_running).await, &wait).await;
+    let rolled = run_task(
+        client,
+        client.rollback_snapshot(vmid, &name, was_running).await,
+        &wait,
+    )
+    .await;
     match rolled {
         Ok(detail) => report.ok("rollback", format!("rolled back to {name} ({detail})")),
         Err(e) => {
@@ -77,7 +89,13 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
         }
     }
 
-    match run_task(client, client.delete_snapshot(vmid, &name, false).await, &wait).await {
+    match run_task(
+        client,
+        client.delete_snapshot(vmid, &name, false).await,
+        &wait,
+    )
+    .await
+    {
         Ok(detail) => report.ok("delete", format!("deleted {name} ({detail})")),
         Err(e) => {
             report.fail("delete", describe(&e));
@@ -85,7 +103,10 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
         }
     }
 
-    match (client.lxc_status(vmid).await, snapshot_names(client, vmid).await) {
+    match (
+        client.lxc_status(vmid).await,
+        snapshot_names(client, vmid).await,
+    ) {
         (Ok(after), Ok(snapshots_after)) => {
             if after.status != before.status {
                 report.fail(
@@ -100,7 +121,11 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
             } else {
                 report.ok(
                     "unchanged",
-                    format!("guest {vmid} is {} with {} snapshot(s) as before", after.status, snapshots_after.len()),
+                    format!(
+                        "guest {vmid} is {} with {} snapshot(s) as before",
+                        after.status,
+                        snapshots_after.len()
+                    ),
                 );
             }
         }
@@ -134,7 +159,13 @@ async fn clean_up(
     wait: &WaitOptions,
     report: &mut Report,
 ) {
-    match run_task(client, client.delete_snapshot(vmid, name, false).await, wait).await {
+    match run_task(
+        client,
+        client.delete_snapshot(vmid, name, false).await,
+        wait,
+    )
+    .await
+    {
         Ok(_) => report.ok("cleanup", format!("deleted {name} after the failure")),
         Err(e) => report.fail(
             "cleanup",

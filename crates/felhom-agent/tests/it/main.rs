@@ -2,9 +2,13 @@
 //!
 //! - `check_config`: validation, redaction, env overlay, secret forms and every error path.
 //! - `cli`: `--version`, `--help`, and `run` until SIGTERM.
+//! - `demo`: `felhom-agent demo` end to end.
+//! - `selftest`: `selftest read|task` against a real simulator process.
 
 mod check_config;
 mod cli;
+mod demo;
+mod selftest;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -36,7 +36,10 @@ async fn audit(py: &std::path::Path, sim: &Sim) {
     let script = testkit::workspace_root().join("tools/schema_audit.py");
     let out = run_python(
         py,
-        &[script.to_str().expect("utf-8 path"), file.to_str().expect("utf-8 path")],
+        &[
+            script.to_str().expect("utf-8 path"),
+            file.to_str().expect("utf-8 path"),
+        ],
         &[],
     );
     assert!(out.status.success(), "schema audit failed:\n{}", text(&out));
@@ -58,7 +61,10 @@ async fn proxmoxer_drives_the_simulator_unchanged() {
         &[
             ("SIM_URL", sim.url.clone()),
             ("SIM_TOKEN", sim.token.clone()),
-            ("SIM_CA", state.path().join("pve-ssl.pem").display().to_string()),
+            (
+                "SIM_CA",
+                state.path().join("pve-ssl.pem").display().to_string(),
+            ),
             ("SIM_NODE", "pve".into()),
             ("SIM_VMID", "100".into()),
         ],
