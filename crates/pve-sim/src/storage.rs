@@ -274,12 +274,34 @@ pub fn finish_imgdel(st: &mut State, volid: &str, log: &mut Vec<String>) -> Resu
 
 // ---- cluster storage config ----
 
+/// Storage options typed boolean or integer in the schema (`GET /storage/{storage}`).
+const NUMERIC_OPTIONS: &[&str] = &[
+    "disable",
+    "shared",
+    "port",
+    "max-protected-backups",
+    "mkdir",
+    "create-base-path",
+    "create-subdirs",
+    "nocow",
+    "saferemove",
+    "krbd",
+    "tagged_only",
+    "sparse",
+];
+
 fn cfg_entry(id: &str, s: &Storage) -> Value {
     let mut out = Map::new();
     out.insert("storage".into(), json!(id));
     out.insert("type".into(), json!(s.kind));
     for (k, v) in &s.props {
-        out.insert(k.clone(), json!(v));
+        // The parsed storage.cfg answers booleans and integers as JSON numbers
+        // (pve-storage API2/Storage/Config.pm returns the parsed section config).
+        let numeric = NUMERIC_OPTIONS.contains(&k.as_str());
+        match v.parse::<i64>() {
+            Ok(n) if numeric => out.insert(k.clone(), json!(n)),
+            _ => out.insert(k.clone(), json!(v)),
+        };
     }
     if shared(s) && !s.props.contains_key("shared") && s.kind != "pbs" {
         out.insert("shared".into(), json!(1));

@@ -376,8 +376,10 @@ pub(crate) fn classify(method: &'static str, path: &str, answer: ErrorAnswer) ->
 pub(crate) fn parse_missing_config(message: &str) -> Option<(String, String)> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
-        Regex::new(r"^Configuration file 'nodes/([^/']+)/(?:lxc|qemu-server)/(\d+)\.conf' does not exist")
-            .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+        Regex::new(
+            r"^Configuration file 'nodes/([^/']+)/(?:lxc|qemu-server)/(\d+)\.conf' does not exist",
+        )
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
     });
     let c = re.captures(message)?;
     Some((c[1].to_owned(), c[2].to_owned()))

@@ -334,7 +334,12 @@ pub fn python_with(modules: &[&str]) -> Result<Option<PathBuf>> {
     let py = std::env::var_os("FELHOM_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("python3"));
-    let probe = format!("import {}", modules.join(", "));
+    // `python -c "import "` is a syntax error: with no modules, probe the interpreter only.
+    let probe = if modules.is_empty() {
+        "pass".to_string()
+    } else {
+        format!("import {}", modules.join(", "))
+    };
     let ok = Command::new(&py)
         .args(["-c", &probe])
         .stdout(Stdio::null())

@@ -17,12 +17,12 @@ mod tasks;
 /// Strict leaf pinning: right pin, wrong pin, impostor key, connection reuse, connect errors.
 mod tls_pin;
 
+/// Typed calls end to end with real effects, each test ending with the schema audit.
+mod sim_calls;
 /// End to end against the real `felhom-pve-sim` process: the running simulator, clients pinned
 /// to it, its `/_sim/` controls and the schema audit of its request log.
 mod sim_env;
 /// Every error variant produced by the simulator; inputs refused before anything is sent.
 mod sim_errors;
-/// Typed calls end to end with real effects, each test ending with the schema audit.
-mod sim_calls;
 /// `wait_task` across a `kill -9` and restart of the simulator.
 mod sim_restart;

