@@ -221,3 +221,16 @@ async fn dropped_and_delayed_responses() {
     assert_eq!(sim.agent("GET", "/nodes", &[]).await.status, 200);
     assert!(t0.elapsed() >= std::time::Duration::from_millis(400));
 }
+
+/// The simulated node's `FelhomAgent` role (what an operator creates with `pveum`, per
+/// docs/proxmox-token.md) and the list the agent's selftest checks against must be the same
+/// set; they are kept apart on purpose so the simulator does not simply echo the client.
+#[test]
+fn felhom_agent_role_matches_what_the_agent_expects() {
+    let mut sim: Vec<&str> = pve_sim::roles::FELHOM_AGENT_PRIVS.to_vec();
+    let mut agent: Vec<&str> = pve::FELHOM_AGENT_PRIVILEGES.to_vec();
+    sim.sort_unstable();
+    agent.sort_unstable();
+    assert_eq!(sim, agent);
+    assert_eq!(agent.len(), 16);
+}
