@@ -25,10 +25,6 @@ use pve::{
     ApiToken, Client, ClientConfig, Fingerprint, PollPolicy, SnapshotName, TaskRef, Upid, Vmid,
     WaitOptions,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -153,56 +149,6 @@ impl Policy {
 // ---------------------------------------------------------------------------------------------
 // `/_sim/` controls over HTTPS pinned to the simulator's fingerprint
 
-/// Accepts exactly the pinned leaf certificate; handshake signatures are still verified.
-#[derive(Debug)]
-struct Pin {
-    fingerprint: Fingerprint,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pin {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if Fingerprint::from_der(end_entity.as_ref()) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("certificate pin mismatch".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 struct SimControls {
     http: reqwest::Client,
     base: String,
@@ -210,15 +156,8 @@ struct SimControls {
 
 impl SimControls {
     fn new(url: &str, fingerprint: Fingerprint) -> Result<Self, BoxError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pin {
-                fingerprint,
-                provider,
-            }))
-            .with_no_client_auth();
+        // The same strict pin as the API client (`pve::pinned_client_config`).
+        let tls = pve::pinned_client_config(fingerprint)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(Duration::from_secs(30))
@@ -599,8 +538,8 @@ fn report(args: &Args, measured: &[Measured], wall_s: f64) -> Report {
             "{label:>8}  {:<9} {:>4} {:>8.1} {:>8.1} {:>8} {:>7.1}% {:>9.2} {:>7.2}",
             policy.name(),
             s.n,
-            s.p50_ms,
-            s.p99_ms,
+            round1(s.p50_ms),
+            round1(s.p99_ms),
             s.max_ms,
             s.within_target * 100.0,
             s.requests_per_task,
@@ -626,18 +565,16 @@ fn report(args: &Args, measured: &[Measured], wall_s: f64) -> Report {
     let (a, f) = (overall(Policy::Adaptive), overall(Policy::Fixed1s));
     row("all", Policy::Adaptive, &a);
     row("all", Policy::Fixed1s, &f);
-    let ratios = json!({
-        "p50": round3(ratio(a.p50_ms, f.p50_ms)),
-        "p99": round3(ratio(a.p99_ms, f.p99_ms)),
-        "status_requests_per_task": round3(ratio(a.requests_per_task, f.requests_per_task)),
-    });
+    let (r50, r99, rreq) = (
+        round3(ratio(a.p50_ms, f.p50_ms)),
+        round3(ratio(a.p99_ms, f.p99_ms)),
+        round3(ratio(a.requests_per_task, f.requests_per_task)),
+    );
     let _ = writeln!(
         table,
-        "adaptive / fixed-1s: p50 {:.3}, p99 {:.3}, status requests per task {:.3}",
-        ratio(a.p50_ms, f.p50_ms),
-        ratio(a.p99_ms, f.p99_ms),
-        ratio(a.requests_per_task, f.requests_per_task),
+        "adaptive / fixed-1s: p50 {r50:.3}, p99 {r99:.3}, status requests per task {rreq:.3}"
     );
+    let ratios = json!({ "p50": r50, "p99": r99, "status_requests_per_task": rreq });
     let json = json!({
         "bench": "wait_task",
         "unix_time": epoch_ms() / 1000,

@@ -347,19 +347,28 @@ impl Client {
         let started = Instant::now();
         let deadline = started + options.timeout;
         let mut attempt = 0usize;
+        // The schedule is measured from the start of the previous poll (not its end), so a
+        // task is noticed within one step of stopping plus one answer, not one step plus a
+        // whole round trip; MIN_POLL_GAP keeps a slow API from being polled back to back.
+        let mut last_start = started;
+        let mut last_end = started;
         loop {
-            let wake = (Instant::now() + options.policy.delay(attempt)).min(deadline);
+            let wake = (last_start + options.policy.delay(attempt))
+                .max(last_end + MIN_POLL_GAP)
+                .min(deadline);
             tokio::select! {
                 biased;
                 () = &mut cancel => return Err(Error::TaskWaitCancelled { upid: upid.clone() }),
                 () = tokio::time::sleep_until(wake) => {}
             }
             attempt += 1;
+            last_start = Instant::now();
             let status = tokio::select! {
                 biased;
                 () = &mut cancel => return Err(Error::TaskWaitCancelled { upid: upid.clone() }),
                 s = self.task_status(upid) => s,
             };
+            last_end = Instant::now();
             match status {
                 Ok(s) if s.status == TaskState::Stopped => {
                     return self.finish(upid, s.exitstatus, &options).await;
@@ -412,6 +421,9 @@ impl Client {
         }
     }
 }
+
+/// Least time between the end of one status poll and the start of the next.
+const MIN_POLL_GAP: Duration = Duration::from_millis(25);
 
 fn poll_error_is_transient(e: &Error) -> bool {
     matches!(
