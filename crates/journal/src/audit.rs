@@ -125,12 +125,14 @@ impl Journal {
             .map_err(JournalError::sql(during))?;
         let mut prev = GENESIS.to_owned();
         let mut entries = 0u64;
-        let mut expected_seq = 1i64;
-        for row in rows {
+        for (expected_seq, row) in (1i64..).zip(rows) {
             let stored = row.map_err(JournalError::sql(during))?;
             entries += 1;
             let problem = if stored.seq != expected_seq {
-                Some(format!("expected entry {expected_seq}, found {}", stored.seq))
+                Some(format!(
+                    "expected entry {expected_seq}, found {}",
+                    stored.seq
+                ))
             } else if stored.prev_hash != prev {
                 Some("prev_hash does not match the previous entry's hash".to_owned())
             } else if chain_hash(&stored.prev_hash, stored.seq, &stored.entry) != stored.hash {
@@ -149,7 +151,6 @@ impl Journal {
                 });
             }
             prev = stored.hash;
-            expected_seq += 1;
         }
         Ok(AuditCheck {
             entries,

@@ -1,8 +1,8 @@
 //! journal: the agent's single SQLite database (`felhom-agent.db` in the state directory) and
 //! the records kept in it. It owns opening the file safely (created 0600, WAL,
 //! `synchronous=FULL`, foreign keys on, a busy timeout), the forward-only schema migrations
-//! ([`schema`]), the signed-op and nonce records that make operator authorizations run once
-//! ([`signed_ops`]), and the append-only, hash-chained audit log ([`audit`]).
+//! (`schema.rs`, [`SCHEMA_VERSION`]), the signed-op and nonce records that make operator authorizations run once
+//! ([`Journal::admit_signed_op`]), and the append-only, hash-chained audit log ([`Journal::append_audit`], [`Journal::audit_verify`]).
 //!
 //! It never decides anything: whether a signature is valid, whether an op may run or what an
 //! audit entry means is the caller's business (`authz`, the reconciler). It depends on no other
@@ -10,7 +10,7 @@
 //! (`authz::ReplayGuard`, `authz::AuditSink`). Every write is one transaction: an error part
 //! way through leaves nothing half-recorded.
 //!
-//! Start reading at [`Journal::open`], then [`signed_ops`] and [`audit`].
+//! Start reading at [`Journal::open`], then `signed_ops.rs` and `audit.rs`.
 
 mod audit;
 mod error;

@@ -179,7 +179,10 @@ mod tests {
             .unwrap();
         drop(other);
         let err = Journal::open(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("not a felhom-agent database"), "{err}");
+        assert!(
+            err.to_string().contains("not a felhom-agent database"),
+            "{err}"
+        );
         // Untouched: the foreign table is still the only one.
         let other = Connection::open(&path).unwrap();
         let n: i64 = other

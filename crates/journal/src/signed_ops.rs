@@ -132,10 +132,7 @@ impl Journal {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         let pruned = tx
-            .execute(
-                "DELETE FROM nonces WHERE keep_until < ?1",
-                [op.accepted_at],
-            )
+            .execute("DELETE FROM nonces WHERE keep_until < ?1", [op.accepted_at])
             .map_err(JournalError::sql(during))?;
         if pruned > 0 {
             tracing::debug!(pruned, "expired nonces pruned");
@@ -242,7 +239,8 @@ impl Journal {
     /// How many nonces are kept.
     pub fn nonce_count(&self) -> Result<u64, JournalError> {
         self.conn
-            .query_row("SELECT count(*) FROM nonces", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM nonces", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.unsigned_abs())
             .map_err(JournalError::sql("counting nonces"))
     }
 }
@@ -327,13 +325,17 @@ mod tests {
         let mut j = Journal::open(dir.path()).unwrap();
         let first = op("op-00000001", "nonce-aaaaaaaaaaaaaaaa", "aa", 1000);
         assert_eq!(
-            j.admit_signed_op(&first, &audit("op-00000001", 1000)).unwrap(),
+            j.admit_signed_op(&first, &audit("op-00000001", 1000))
+                .unwrap(),
             AdmitOutcome::Admitted
         );
         drop(j);
         let mut j = Journal::open(dir.path()).unwrap();
         // Same op again: redelivery with the recorded state, nothing written.
-        match j.admit_signed_op(&first, &audit("op-00000001", 1001)).unwrap() {
+        match j
+            .admit_signed_op(&first, &audit("op-00000001", 1001))
+            .unwrap()
+        {
             AdmitOutcome::Redelivery(record) => {
                 assert_eq!(record.state, OpState::Accepted);
                 assert_eq!(record.signer, "alice");
@@ -343,7 +345,8 @@ mod tests {
         // Same id, other payload.
         let changed = op("op-00000001", "nonce-bbbbbbbbbbbbbbbb", "bb", 1002);
         assert_eq!(
-            j.admit_signed_op(&changed, &audit("op-00000001", 1002)).unwrap(),
+            j.admit_signed_op(&changed, &audit("op-00000001", 1002))
+                .unwrap(),
             AdmitOutcome::OpIdConflict {
                 recorded_sha256: "aa".into()
             }
@@ -351,7 +354,8 @@ mod tests {
         // Other id, same nonce.
         let reused = op("op-00000002", "nonce-aaaaaaaaaaaaaaaa", "cc", 1003);
         assert_eq!(
-            j.admit_signed_op(&reused, &audit("op-00000002", 1003)).unwrap(),
+            j.admit_signed_op(&reused, &audit("op-00000002", 1003))
+                .unwrap(),
             AdmitOutcome::NonceReused {
                 by_op_id: "op-00000001".into()
             }
@@ -365,10 +369,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         let first = op("op-00000001", "nonce-aaaaaaaaaaaaaaaa", "aa", 1000);
-        j.admit_signed_op(&first, &audit("op-00000001", 1000)).unwrap();
-        j.set_signed_op_state("op-00000001", OpState::Succeeded, Some(r#"{"upid":"x"}"#), 1010)
+        j.admit_signed_op(&first, &audit("op-00000001", 1000))
             .unwrap();
-        match j.admit_signed_op(&first, &audit("op-00000001", 1020)).unwrap() {
+        j.set_signed_op_state(
+            "op-00000001",
+            OpState::Succeeded,
+            Some(r#"{"upid":"x"}"#),
+            1010,
+        )
+        .unwrap();
+        match j
+            .admit_signed_op(&first, &audit("op-00000001", 1020))
+            .unwrap()
+        {
             AdmitOutcome::Redelivery(record) => {
                 assert_eq!(record.state, OpState::Succeeded);
                 assert_eq!(record.outcome.as_deref(), Some(r#"{"upid":"x"}"#));
@@ -387,7 +400,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         let first = op("op-00000001", "nonce-aaaaaaaaaaaaaaaa", "aa", 1000);
-        j.admit_signed_op(&first, &audit("op-00000001", 1000)).unwrap();
+        j.admit_signed_op(&first, &audit("op-00000001", 1000))
+            .unwrap();
         assert_eq!(j.prune_nonces(1720).unwrap(), 0);
         assert_eq!(j.nonce_count().unwrap(), 1);
         assert_eq!(j.prune_nonces(1721).unwrap(), 1);
@@ -417,7 +431,8 @@ mod tests {
         // After the fault clears the same op is admitted normally.
         j.conn.execute_batch("DROP TRIGGER fail_audit;").unwrap();
         assert_eq!(
-            j.admit_signed_op(&first, &audit("op-00000001", 1000)).unwrap(),
+            j.admit_signed_op(&first, &audit("op-00000001", 1000))
+                .unwrap(),
             AdmitOutcome::Admitted
         );
     }

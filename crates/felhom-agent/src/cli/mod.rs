@@ -3,6 +3,7 @@
 
 pub mod check_config;
 pub mod demo;
+pub mod op;
 pub mod run;
 pub mod selftest;
 
@@ -39,6 +40,9 @@ pub enum Command {
     /// Start the Proxmox VE simulator on loopback and show the agent at work; no configuration
     /// needed.
     Demo(demo::DemoArgs),
+    /// Operator-signed operations: `new`, `sign`, `wrap` (operator side) and `verify` (host
+    /// side); see docs/operator-signing.md.
+    Op(op::OpArgs),
 }
 
 /// Runs the parsed command line.
@@ -49,6 +53,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::CheckConfig(args)) => check_config::execute(cli.config.as_deref(), args),
         Some(Command::Selftest(args)) => selftest::execute(cli.config.as_deref(), args),
         Some(Command::Demo(args)) => demo::execute(args),
+        Some(Command::Op(args)) => op::execute(args),
     }
 }
 

@@ -3,11 +3,13 @@
 //! - `check_config`: validation, redaction, env overlay, secret forms and every error path.
 //! - `cli`: `--version`, `--help`, and `run` until SIGTERM.
 //! - `demo`: `felhom-agent demo` end to end.
+//! - `op`: `op new|sign|wrap|verify` with real ssh-keygen keys, ssh-agent and the journal.
 //! - `selftest`: `selftest read|task` against a real simulator process.
 
 mod check_config;
 mod cli;
 mod demo;
+mod op;
 mod selftest;
 
 use std::os::unix::fs::PermissionsExt;

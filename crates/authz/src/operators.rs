@@ -1,0 +1,275 @@
+//! The operators file and the role → action table.
+//!
+//! ```json
+//! {"operators":[{"principal":"alice","public_key":"ssh-ed25519 AAAA… alice@laptop","roles":["operator"]}]}
+//! ```
+//!
+//! Loaded strictly: unknown fields, unknown roles, an empty role list, an accepted key type
+//! other than ed25519 / ecdsa-p256 / their sk- variants, a duplicate principal or a key listed
+//! twice are errors that name the entry. Roles come from this file only, never from a payload.
+//!
+//! | role | may sign |
+//! |---|---|
+//! | `operator` | every action |
+//! | `support` | `backup.force`, `restore_test.run` (non-destructive one-shots) |
+
+use std::path::Path;
+
+use serde::Deserialize;
+use ssh_key::public::KeyData;
+use ssh_key::{HashAlg, PublicKey};
+
+use crate::armor::accepted;
+use crate::{Action, OperatorsError};
+
+/// Largest operators file read.
+pub const MAX_OPERATORS_FILE: u64 = 1024 * 1024;
+
+/// A role an operator holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// May sign every action.
+    Operator,
+    /// May sign only non-destructive one-shots.
+    Support,
+}
+
+impl Role {
+    /// The file's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Support => "support",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Role> {
+        match word {
+            "operator" => Some(Role::Operator),
+            "support" => Some(Role::Support),
+            _ => None,
+        }
+    }
+
+    /// The role → action table (also in docs/operator-signing.md).
+    pub fn may(self, action: Action) -> bool {
+        match self {
+            Role::Operator => true,
+            Role::Support => matches!(action, Action::BackupForce | Action::RestoreTestRun),
+        }
+    }
+}
+
+/// One operator: a principal, one public key, its roles.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    principal: String,
+    key: PublicKey,
+    fingerprint: String,
+    roles: Vec<Role>,
+}
+
+impl Operator {
+    /// The principal (who signed, as the audit log names it).
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// The public key.
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// `SHA256:…` fingerprint of the key, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    /// Whether any of the operator's roles allows `action`.
+    pub fn may(&self, action: Action) -> bool {
+        self.roles.iter().any(|r| r.may(action))
+    }
+}
+
+/// The loaded operators file.
+#[derive(Debug, Clone)]
+pub struct Operators {
+    operators: Vec<Operator>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    operators: Vec<RawOperator>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    principal: String,
+    public_key: String,
+    roles: Vec<String>,
+}
+
+impl Operators {
+    /// Reads and parses the file.
+    pub fn load(path: &Path) -> Result<Operators, OperatorsError> {
+        use std::io::Read;
+        let read_err = |source| OperatorsError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_OPERATORS_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() as u64 > MAX_OPERATORS_FILE {
+            return Err(OperatorsError::Json {
+                problem: format!("larger than {MAX_OPERATORS_FILE} bytes"),
+            });
+        }
+        Operators::parse(&bytes)
+    }
+
+    /// Parses the file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Operators, OperatorsError> {
+        let raw: RawFile = serde_json::from_slice(bytes).map_err(|e| OperatorsError::Json {
+            problem: e.to_string(),
+        })?;
+        let mut operators: Vec<Operator> = Vec::with_capacity(raw.operators.len());
+        for (index, entry) in raw.operators.into_iter().enumerate() {
+            let bad = |problem: String| OperatorsError::Entry {
+                index,
+                principal: entry.principal.clone(),
+                problem,
+            };
+            if entry.principal.is_empty()
+                || entry.principal.len() > 64
+                || !entry
+                    .principal
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+            {
+                return Err(bad(
+                    "principal must be 1-64 characters of [A-Za-z0-9._@-]".into()
+                ));
+            }
+            let key = PublicKey::from_openssh(entry.public_key.trim())
+                .map_err(|e| bad(format!("public_key is not an OpenSSH public key: {e}")))?;
+            if !accepted(&key.algorithm()) {
+                return Err(bad(format!(
+                    "key type {} is not accepted (ed25519, ecdsa-sha2-nistp256 and their sk- variants only; RSA is refused, see docs/operator-signing.md)",
+                    key.algorithm().as_str()
+                )));
+            }
+            let mut roles = Vec::new();
+            for word in &entry.roles {
+                let role = Role::parse(word)
+                    .ok_or_else(|| bad(format!("unknown role {word:?} (operator, support)")))?;
+                if !roles.contains(&role) {
+                    roles.push(role);
+                }
+            }
+            if roles.is_empty() {
+                return Err(bad("no roles".into()));
+            }
+            if operators.iter().any(|o| o.principal == entry.principal) {
+                return Err(bad("principal listed twice".into()));
+            }
+            if operators.iter().any(|o| o.key.key_data() == key.key_data()) {
+                return Err(bad("public key listed twice".into()));
+            }
+            let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+            operators.push(Operator {
+                principal: entry.principal.clone(),
+                key,
+                fingerprint,
+                roles,
+            });
+        }
+        Ok(Operators { operators })
+    }
+
+    /// The operator holding this key.
+    pub fn find(&self, key: &KeyData) -> Option<&Operator> {
+        self.operators.iter().find(|o| o.key.key_data() == key)
+    }
+
+    /// All operators.
+    pub fn iter(&self) -> impl Iterator<Item = &Operator> {
+        self.operators.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOPdsnCUJcGOI1sL8KgD1TgFex2EF/y0atwtHZuW8mZS test";
+
+    fn file(entries: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "operators": entries })).unwrap()
+    }
+
+    #[test]
+    fn loads_roles_and_answers_the_table() {
+        let ops = Operators::parse(&file(serde_json::json!([
+            {"principal": "alice", "public_key": ED, "roles": ["support"]}
+        ])))
+        .unwrap();
+        let alice = ops.iter().next().unwrap();
+        assert!(alice.fingerprint().starts_with("SHA256:"));
+        for action in Action::ALL {
+            let expected = matches!(action, Action::BackupForce | Action::RestoreTestRun);
+            assert_eq!(alice.may(action), expected, "{action}");
+            assert!(Role::Operator.may(action));
+        }
+    }
+
+    #[test]
+    fn refuses_bad_entries() {
+        let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDJ8p7H0lmUFK0QuYb6n2v9Wm7y4dm6c2P7lR5cV8c8H0VJ4mL1D8bHq6sU8YpA7bXQ2t0K3WcXQ4GJ8Vz0sKc0x9B5u2b8f3uQJ4n8hZ8Y0xG2i6lW8tqzN4s9r7bV2mS2vW8p0L7a3s8Y7D5o9i7E3r9V6Z1m7Q0u9r5T5y7w2m8k1Q== x";
+        for (entries, needle) in [
+            (
+                serde_json::json!([{"principal": "a", "public_key": ED, "roles": ["admin"]}]),
+                "unknown role",
+            ),
+            (
+                serde_json::json!([{"principal": "a", "public_key": ED, "roles": []}]),
+                "no roles",
+            ),
+            (
+                serde_json::json!([{"principal": "a b", "public_key": ED, "roles": ["operator"]}]),
+                "principal",
+            ),
+            (
+                serde_json::json!([{"principal": "a", "public_key": "garbage", "roles": ["operator"]}]),
+                "public_key",
+            ),
+            (
+                serde_json::json!([{"principal": "a", "public_key": ED, "roles": ["operator"], "x": 1}]),
+                "unknown field",
+            ),
+            (
+                serde_json::json!([
+                {"principal": "a", "public_key": ED, "roles": ["operator"]},
+                {"principal": "b", "public_key": ED, "roles": ["support"]}]),
+                "listed twice",
+            ),
+            (
+                serde_json::json!([{"principal": "a", "public_key": rsa, "roles": ["operator"]}]),
+                "public_key",
+            ),
+        ] {
+            let err = Operators::parse(&file(entries)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} !~ {needle}");
+        }
+    }
+}
