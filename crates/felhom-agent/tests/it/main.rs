@@ -3,12 +3,14 @@
 //! - `check_config`: validation, redaction, env overlay, secret forms and every error path.
 //! - `cli`: `--version`, `--help`, and `run` until SIGTERM.
 //! - `demo`: `felhom-agent demo` end to end.
+//! - `golden`: the golden image through the privileged fence, then provisioning by token restore.
 //! - `op`: `op new|sign|wrap|verify` with real ssh-keygen keys, ssh-agent and the journal.
 //! - `selftest`: `selftest read|task` against a real simulator process.
 
 mod check_config;
 mod cli;
 mod demo;
+mod golden;
 mod op;
 mod selftest;
 
