@@ -6,8 +6,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
+pub mod ledger;
+pub mod localapi_wiring;
 pub mod logging;
 pub mod proxmox;
 pub mod secret;
 pub mod selftest;
+pub mod systemd;

@@ -57,6 +57,22 @@ pub enum JournalError {
         /// The newest version this binary knows.
         supported: u32,
     },
+    /// A read-only open found no database file.
+    #[error("{path} does not exist (the agent has not run here yet)")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A read-only open found a database the daemon has not migrated yet.
+    #[error("{path} has schema version {found}, older than this felhom-agent's {supported}; start the agent once to migrate it")]
+    Outdated {
+        /// The file.
+        path: PathBuf,
+        /// Its schema version.
+        found: u32,
+        /// The version this binary writes.
+        supported: u32,
+    },
     /// A schema migration failed; the database stays at the previous version.
     #[error("migrating the journal to schema version {version} failed")]
     Migrate {

@@ -10,16 +10,30 @@
 //! (`authz::ReplayGuard`, `authz::AuditSink`). Every write is one transaction: an error part
 //! way through leaves nothing half-recorded.
 //!
-//! Start reading at [`Journal::open`], then `signed_ops.rs` and `audit.rs`.
+//! Schema version 2 adds what the reconcile engine journals: accepted desired states and guest
+//! provenance (`desired_states.rs`) and multi-step ops with per-step state and in-flight UPIDs
+//! (`ops.rs`). [`Journal::open_read_only`] serves commands that must change nothing (`plan`,
+//! `audit verify|tail`).
+//!
+//! Schema version 3 adds the local API's records (`local_api.rs`): controller tokens (only a
+//! hash of each secret) and the snapshot/rollback/backup ops the local API queues.
+//!
+//! Start reading at [`Journal::open`], then `signed_ops.rs`, `audit.rs` and `ops.rs`.
 
 mod audit;
+mod desired_states;
 mod error;
+mod local_api;
 mod open;
+mod ops;
 mod schema;
 mod signed_ops;
 
 pub use audit::{AuditCheck, AuditEntry, BrokenLink, NewAuditEntry};
+pub use desired_states::{DesiredStateRecord, GuestRecord, NewDesiredState};
 pub use error::JournalError;
+pub use local_api::{LocalApiAction, LocalApiOp, LocalApiOpState, LocalApiToken, NewLocalApiOp};
 pub use open::{Journal, DB_FILE_NAME};
+pub use ops::{NewOp, NewStep, OpKind, OpRecord, OpStatus, StepRecord, StepStatus};
 pub use schema::SCHEMA_VERSION;
 pub use signed_ops::{AdmitOutcome, NewSignedOp, OpState, SignedOpRecord};

@@ -58,6 +58,40 @@ impl Journal {
         Ok(Journal { conn, path })
     }
 
+    /// Opens an existing journal read-only, for commands that must change nothing (`plan`,
+    /// `audit verify|tail`). Never creates, migrates or claims a file: a missing file is
+    /// [`JournalError::Missing`], one the daemon has not migrated yet [`JournalError::Outdated`],
+    /// and a foreign or newer one is refused like [`Journal::open`] does.
+    pub fn open_read_only(state_dir: &Path) -> Result<Journal, JournalError> {
+        let path = state_dir.join(DB_FILE_NAME);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_file() => {}
+            Ok(_) => return Err(JournalError::NotAFile { path }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(JournalError::Missing { path })
+            }
+            Err(source) => return Err(JournalError::CreateFile { path, source }),
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(|source| classify_open_error(&path, source))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|source| classify_open_error(&path, source))?;
+        let found = schema::check_version(&conn, &path)?;
+        if found < schema::SCHEMA_VERSION {
+            return Err(JournalError::Outdated {
+                path,
+                found,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+        Ok(Journal { conn, path })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -209,6 +243,52 @@ mod tests {
                 if found == crate::SCHEMA_VERSION + 1 && supported == crate::SCHEMA_VERSION),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn read_only_open_changes_nothing_and_refuses_what_open_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Journal::open_read_only(dir.path()),
+            Err(JournalError::Missing { .. })
+        ));
+        assert!(!dir.path().join(DB_FILE_NAME).exists());
+        let mut journal = Journal::open(dir.path()).unwrap();
+        journal
+            .append_audit(&crate::NewAuditEntry {
+                at: 1,
+                kind: "k".into(),
+                actor: None,
+                action: None,
+                target: None,
+                op_id: None,
+                outcome: "o".into(),
+                reason: None,
+                detail: None,
+            })
+            .unwrap();
+        drop(journal);
+        let mut ro = Journal::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.audit_verify().unwrap().entries, 1);
+        assert!(ro
+            .append_audit(&crate::NewAuditEntry {
+                at: 2,
+                kind: "k".into(),
+                actor: None,
+                action: None,
+                target: None,
+                op_id: None,
+                outcome: "o".into(),
+                reason: None,
+                detail: None,
+            })
+            .is_err());
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(DB_FILE_NAME), vec![b'x'; 4096]).unwrap();
+        assert!(matches!(
+            Journal::open_read_only(other.path()),
+            Err(JournalError::NotOurDatabase { .. })
+        ));
     }
 
     #[test]

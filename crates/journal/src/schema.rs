@@ -66,6 +66,86 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
     "#,
+    // 2: the reconcile engine (issue 4): accepted desired states, guest provenance, and the
+    // op journal with per-step state and in-flight UPIDs.
+    r#"
+    CREATE TABLE desired_states (
+        generation  INTEGER PRIMARY KEY,
+        sha256      TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        accepted_at INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE guests (
+        vmid               INTEGER PRIMARY KEY,
+        managed            INTEGER NOT NULL CHECK (managed IN (0, 1)),
+        adopted_generation INTEGER,
+        created_by_op      TEXT,
+        scratch            INTEGER NOT NULL DEFAULT 0 CHECK (scratch IN (0, 1)),
+        first_seen         INTEGER NOT NULL,
+        last_seen          INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE ops (
+        op_id      TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('reconcile', 'signed')),
+        vmid       INTEGER NOT NULL,
+        generation INTEGER,
+        state      TEXT NOT NULL CHECK (state IN ('planned', 'running', 'succeeded', 'failed',
+                                                  'abandoned', 'pending_signature')),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        error      TEXT
+    ) STRICT;
+    CREATE INDEX ops_state ON ops (state);
+
+    CREATE TABLE op_steps (
+        op_id       TEXT NOT NULL REFERENCES ops (op_id),
+        idx         INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        params      TEXT NOT NULL CHECK (json_valid(params)),
+        state       TEXT NOT NULL CHECK (state IN ('planned', 'intent', 'posted', 'done',
+                                                   'failed', 'skipped')),
+        upid        TEXT,
+        intent_at   INTEGER,
+        posted_at   INTEGER,
+        finished_at INTEGER,
+        exitstatus  TEXT,
+        PRIMARY KEY (op_id, idx)
+    ) STRICT;
+    "#,
+    // 3: the local API (issue 6): per-guest controller tokens (only a hash of each secret) and
+    // the snapshot/rollback/backup ops the local API queues. Those ops get a table of their own
+    // rather than rows in `ops`: `ops.kind` admits only 'reconcile' and 'signed' (a shipped
+    // CHECK, which SQLite cannot alter in place), and reconcile's crash recovery must not try
+    // to resume steps it has no executor for.
+    r#"
+    CREATE TABLE local_api_tokens (
+        id         TEXT PRIMARY KEY,
+        vmid       INTEGER NOT NULL,
+        hash       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    ) STRICT;
+    CREATE INDEX local_api_tokens_vmid ON local_api_tokens (vmid);
+
+    CREATE TABLE local_api_ops (
+        op_id       TEXT PRIMARY KEY,
+        vmid        INTEGER NOT NULL,
+        action      TEXT NOT NULL CHECK (action IN ('snapshot', 'rollback', 'backup')),
+        snapshot    TEXT,
+        storage     TEXT,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed',
+                                                   'abandoned', 'refused')),
+        upid        TEXT,
+        error       TEXT,
+        created_at  INTEGER NOT NULL,
+        started_at  INTEGER,
+        finished_at INTEGER
+    ) STRICT;
+    CREATE INDEX local_api_ops_guest ON local_api_ops (vmid, action);
+    "#,
 ];
 
 /// Brings a freshly opened connection to [`SCHEMA_VERSION`], or refuses the file.
@@ -140,6 +220,40 @@ pub(crate) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<u
         tracing::info!(version, "journal schema migrated");
     }
     Ok(SCHEMA_VERSION)
+}
+
+/// The schema version of an opened database, refusing a foreign or newer file; writes nothing.
+pub(crate) fn check_version(
+    conn: &Connection,
+    path: &std::path::Path,
+) -> Result<u32, JournalError> {
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|source| classify_open_error(path, source))?;
+    if app_id != APPLICATION_ID {
+        return Err(JournalError::NotOurDatabase {
+            path: path.to_owned(),
+            found: format!("an SQLite database with application_id {app_id:#x}"),
+        });
+    }
+    let version = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_version",
+            [],
+            |r| r.get::<_, u32>(0),
+        )
+        .map_err(|_| JournalError::NotOurDatabase {
+            path: path.to_owned(),
+            found: "felhom application id but no schema_version table".to_owned(),
+        })?;
+    if version > SCHEMA_VERSION {
+        return Err(JournalError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
 }
 
 /// SQLite says "file is not a database" for anything that is not SQLite: say it plainly.

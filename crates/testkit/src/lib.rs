@@ -1,25 +1,28 @@
-//! Test kit: runs `felhom-pve-sim` as a real process for integration tests, benchmarks and
-//! `felhom-agent demo` (the one non-test user: the demo starts the same simulator the tests do).
+//! Test kit: runs `felhom-pve-sim` and `felhom-hub-sim` as real processes for integration
+//! tests, benchmarks and `felhom-agent demo` (the one non-test user: the demo starts the same
+//! simulator and reference hub the tests do).
 //!
-//! It owns process handling: spawning the simulator on loopback, reading its one-line ready
+//! It owns process handling: spawning a simulator on loopback, reading its one-line ready
 //! announcement, `kill -9` and restart on the same state directory and port, plus
 //! [`Sim::control`] for the simulator's `/_sim/` test controls over HTTPS pinned to the printed
-//! fingerprint. Start reading at [`Sim::start`].
+//! fingerprint, [`Hub`] with typed calls to the reference hub's admin API, and [`signal`] to
+//! pause, resume or stop a process. It never talks to a real Proxmox host or a production hub.
+//! Start reading at [`Sim::start`] and [`Hub::start`].
 
-use std::io::{BufRead, BufReader};
+mod hub;
+mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-/// How long a simulator may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+pub use hub::{hub_binary, Hub, HubInfo, HubOptions};
+pub use process::{process_exists, signal, workspace_binary, workspace_root, Signal};
 
 /// The ready line `felhom-pve-sim` prints on stdout (DESIGN.md §4.3).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct SimInfo {
     /// `https://127.0.0.1:PORT`.
     pub url: String,
@@ -31,6 +34,18 @@ pub struct SimInfo {
     pub token: String,
     /// A root-owned token, `root@pam!sim=SECRET` (still not `root@pam` for root-only checks).
     pub root_token: String,
+}
+
+impl std::fmt::Debug for SimInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimInfo")
+            .field("url", &self.url)
+            .field("fingerprint", &self.fingerprint)
+            .field("node", &self.node)
+            .field("token", &"<redacted>")
+            .field("root_token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Options for starting a simulator.
@@ -177,11 +192,7 @@ impl Sim {
 
     /// `kill -9` the simulator (SIGKILL; no chance to flush anything).
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Child::kill sends SIGKILL on Unix.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        process::kill9(&mut self.child);
     }
 
     /// Start the simulator again on the same state directory and port.
@@ -214,65 +225,8 @@ fn spawn(opts: &SimOptions, state: &Path, listen: &str) -> Result<(Child, SimInf
         cmd.arg("--task-ms").arg(ms.to_string());
     }
     cmd.args(&opts.extra_args);
-    let stderr = match &opts.log_file {
-        Some(path) => Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {}", path.display()))?,
-        ),
-        None => Stdio::inherit(),
-    };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("simulator stdout not captured"))?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let res = reader.read_line(&mut line).map(|_| line);
-        let _ = tx.send(res);
-        // Keep draining so the simulator never blocks on a full pipe.
-        let mut sink = String::new();
-        while matches!(reader.read_line(&mut sink), Ok(n) if n > 0) {
-            sink.clear();
-        }
-    });
-    let line = match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(Ok(line)) if !line.trim().is_empty() => line,
-        Ok(Ok(_)) => {
-            let _ = child.kill();
-            bail!("simulator exited before printing its ready line")
-        }
-        Ok(Err(e)) => {
-            let _ = child.kill();
-            return Err(e).context("reading the simulator's ready line");
-        }
-        Err(_) => {
-            let _ = child.kill();
-            bail!("simulator printed no ready line within {READY_TIMEOUT:?}")
-        }
-    };
-    let info: SimInfo = serde_json::from_str(line.trim())
-        .with_context(|| format!("parsing the simulator's ready line {line:?}"))?;
-    Ok((child, info))
-}
-
-/// The workspace root (the directory holding the top-level `Cargo.toml`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    cmd.stderr(process::stderr_to(opts.log_file.as_deref())?);
+    process::spawn_ready(cmd, "simulator")
 }
 
 /// Path of the `felhom-pve-sim` binary: `$FELHOM_PVE_SIM`, else beside the running executable
@@ -280,49 +234,7 @@ pub fn workspace_root() -> PathBuf {
 /// `target/<profile>/deps/`); built with cargo when missing and cargo is at hand (`cargo run`
 /// and `cargo test` set `$CARGO`).
 pub fn sim_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("FELHOM_PVE_SIM") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().context("locating the running executable")?;
-    let exe_dir = exe
-        .parent()
-        .ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
-    let profile_dir = if exe_dir
-        .file_name()
-        .is_some_and(|n| n == "deps" || n == "examples")
-    {
-        exe_dir.parent().unwrap_or(exe_dir)
-    } else {
-        exe_dir
-    };
-    let candidate = profile_dir.join("felhom-pve-sim");
-    if candidate.exists() {
-        return Ok(candidate);
-    }
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        bail!(
-            "felhom-pve-sim not found at {} (build it with `cargo build -p pve-sim`, or set FELHOM_PVE_SIM)",
-            candidate.display()
-        );
-    };
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "-q",
-        "-p",
-        "pve-sim",
-        "--bin",
-        "felhom-pve-sim",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().context("building felhom-pve-sim")?;
-    if !status.success() || !candidate.exists() {
-        bail!("felhom-pve-sim not found at {}", candidate.display());
-    }
-    Ok(candidate)
+    workspace_binary("felhom-pve-sim", "pve-sim", "FELHOM_PVE_SIM")
 }
 
 /// The Python interpreter for interop tests: `$FELHOM_PYTHON` (set by `.ci/run` to a venv with

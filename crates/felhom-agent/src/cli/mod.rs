@@ -1,9 +1,12 @@
 //! The command line: one file per subcommand, each calling the same library code as the daemon.
 //! The lead adds `selftest`, `plan`, `op`, `audit`, `localapi` and `demo` here as they land.
 
+pub mod audit;
 pub mod check_config;
 pub mod demo;
+pub mod localapi;
 pub mod op;
+pub mod plan;
 pub mod run;
 pub mod selftest;
 
@@ -29,8 +32,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon (the default). For now it only loads the configuration, sets up logging
-    /// and waits for SIGTERM/SIGINT; the reconcile, hub and local-API loops come in a later issue.
+    /// Run the daemon (the default): the reconcile engine in local mode (desired.file,
+    /// desired.ops_dir) until SIGTERM/SIGINT; the hub and local-API loops come in a later issue.
     Run(run::RunArgs),
     /// Validate the configuration and print it as JSON with secrets redacted.
     CheckConfig(check_config::CheckConfigArgs),
@@ -43,6 +46,14 @@ pub enum Command {
     /// Operator-signed operations: `new`, `sign`, `wrap` (operator side) and `verify` (host
     /// side); see docs/operator-signing.md.
     Op(op::OpArgs),
+    /// Print the reconcile plan against the current desired state, each step benign or
+    /// needs-signature; changes nothing.
+    Plan(plan::PlanArgs),
+    /// The audit log: `verify` its hash chain, or `tail` its last entries.
+    Audit(audit::AuditArgs),
+    /// The per-guest local API: `fingerprint` of its certificate, `token --vmid N` to mint a
+    /// controller token, `revoke`, `tokens`; see docs/local-api.md.
+    Localapi(localapi::LocalapiArgs),
 }
 
 /// Runs the parsed command line.
@@ -54,6 +65,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Selftest(args)) => selftest::execute(cli.config.as_deref(), args),
         Some(Command::Demo(args)) => demo::execute(args),
         Some(Command::Op(args)) => op::execute(args),
+        Some(Command::Plan(args)) => plan::execute(cli.config.as_deref(), args),
+        Some(Command::Audit(args)) => audit::execute(cli.config.as_deref(), args),
+        Some(Command::Localapi(args)) => localapi::execute(cli.config.as_deref(), args),
     }
 }
 

@@ -7,8 +7,7 @@
 //! exit 1 with `felhom-agent: …` on stderr like every other command. It records the nonce and an
 //! audit entry in the journal under `--state`, so a second run of the same op is `replay`.
 //!
-//! This file also adapts `journal::Journal` to `authz`'s ports ([`JournalLedger`]): neither
-//! library depends on the other; the binary wires them.
+//! The journal is adapted to `authz`'s ports by [`crate::ledger::JournalLedger`].
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use authz::ports::AuditEvent;
-use authz::{Admission, Claim, LedgerError, Operators, Policy, SignedInput, VerifyError};
+use authz::{Operators, Policy, SignedInput, VerifyError};
 use clap::{Args, Subcommand};
+
+use crate::ledger::JournalLedger;
 
 /// Exit status of `op verify` when the op is rejected.
 pub const EXIT_REJECTED: i32 = 3;
@@ -322,59 +322,4 @@ fn read_limited(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(bytes)
-}
-
-/// `journal::Journal` as `authz`'s replay guard and audit sink.
-pub struct JournalLedger<'a>(pub &'a mut journal::Journal);
-
-fn entry(event: &AuditEvent) -> journal::NewAuditEntry {
-    journal::NewAuditEntry {
-        at: event.at,
-        kind: "signed_op".to_owned(),
-        actor: event.actor.clone(),
-        action: event.action.clone(),
-        target: event.target.clone(),
-        op_id: event.op_id.clone(),
-        outcome: event.outcome.as_str().to_owned(),
-        reason: Some(event.reason.clone()),
-        detail: Some(event.detail.clone()).filter(|d| !d.is_empty()),
-    }
-}
-
-impl authz::ReplayGuard for JournalLedger<'_> {
-    fn admit(&mut self, claim: &Claim, accepted: &AuditEvent) -> Result<Admission, LedgerError> {
-        let op = journal::NewSignedOp {
-            op_id: claim.op_id.clone(),
-            nonce: claim.nonce.clone(),
-            signer: claim.signer.clone(),
-            payload_sha256: claim.payload_sha256.clone(),
-            action: claim.action.as_str().to_owned(),
-            target: claim.target.to_string(),
-            expires_at: claim.expires_at,
-            keep_until: claim.keep_until,
-            accepted_at: claim.now,
-        };
-        let outcome = self
-            .0
-            .admit_signed_op(&op, &entry(accepted))
-            .map_err(|e| LedgerError(Box::new(e)))?;
-        Ok(match outcome {
-            journal::AdmitOutcome::Admitted => Admission::Admitted,
-            journal::AdmitOutcome::Redelivery(record) => Admission::Redelivery(authz::Redelivery {
-                state: record.state.as_str().to_owned(),
-                outcome: record.outcome,
-            }),
-            journal::AdmitOutcome::OpIdConflict { .. } => Admission::OpIdConflict,
-            journal::AdmitOutcome::NonceReused { by_op_id } => Admission::NonceReused { by_op_id },
-        })
-    }
-}
-
-impl authz::AuditSink for JournalLedger<'_> {
-    fn record(&mut self, event: &AuditEvent) -> Result<(), LedgerError> {
-        self.0
-            .append_audit(&entry(event))
-            .map(drop)
-            .map_err(|e| LedgerError(Box::new(e)))
-    }
 }

@@ -15,7 +15,8 @@ pub enum Mode {
     Read,
     /// Reversible snapshot -> rollback -> delete on `--vmid` (never implied by `read`).
     Task,
-    // `hub` (one collect + report round trip) arrives with the hub protocol (issue 5).
+    /// One collect + report round trip to the hub (`hub` must be configured).
+    Hub,
 }
 
 /// Arguments of `selftest`.
@@ -54,6 +55,7 @@ pub fn execute(config_path: Option<&Path>, args: SelftestArgs) -> anyhow::Result
             };
             runtime.block_on(selftest::task(&client, &options))
         }
+        Mode::Hub => runtime.block_on(selftest::hub(&config, client))?,
     };
     print!("{report}");
     match report.first_failure() {
@@ -62,6 +64,7 @@ pub fn execute(config_path: Option<&Path>, args: SelftestArgs) -> anyhow::Result
             let mode = match args.mode {
                 Mode::Read => "read",
                 Mode::Task => "task",
+                Mode::Hub => "hub",
             };
             bail!("selftest {mode} failed: {reason}")
         }

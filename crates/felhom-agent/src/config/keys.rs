@@ -109,6 +109,10 @@ pub(crate) const KEYS: &[Key] = &[
         kind: Kind::Number,
     },
     Key {
+        path: "hub.request_timeout_s",
+        kind: Kind::Number,
+    },
+    Key {
         path: "desired.file",
         kind: Kind::Text,
     },

@@ -133,6 +133,8 @@ pub struct HubConfig {
     pub api_key: ResolvedSecret,
     /// Seconds between polls.
     pub poll_interval_s: u64,
+    /// Limit for one hub request, seconds.
+    pub request_timeout_s: u64,
 }
 
 /// `desired.*`.

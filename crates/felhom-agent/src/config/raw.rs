@@ -36,6 +36,7 @@ pub(crate) struct RawHub {
     pub url: Option<String>,
     pub api_key: Option<RawSecret>,
     pub poll_interval_s: Option<u64>,
+    pub request_timeout_s: Option<u64>,
 }
 
 /// `desired.*`.

@@ -18,6 +18,8 @@ pub const DEFAULT_CONNECT_TIMEOUT_S: u64 = 5;
 pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 30;
 /// Default `hub.poll_interval_s`.
 pub const DEFAULT_POLL_INTERVAL_S: u64 = 30;
+/// Default `hub.request_timeout_s`.
+pub const DEFAULT_HUB_REQUEST_TIMEOUT_S: u64 = 30;
 /// Default `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -157,6 +159,11 @@ impl Resolver<'_> {
                     "hub.poll_interval_s",
                     hub.poll_interval_s,
                     DEFAULT_POLL_INTERVAL_S,
+                )?,
+                request_timeout_s: self.positive(
+                    "hub.request_timeout_s",
+                    hub.request_timeout_s,
+                    DEFAULT_HUB_REQUEST_TIMEOUT_S,
                 )?,
             }),
         };

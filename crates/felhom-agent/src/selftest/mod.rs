@@ -1,13 +1,17 @@
 //! Selftests (seed 000 "Selftest modes"): `read` checks the API, the token and what the agent
 //! will manage without changing anything; `task` runs one reversible snapshot → rollback →
 //! delete cycle on a named guest and leaves it as it was. `task` is never implied by `read`.
+//! `hub` runs one collect + report round trip with the hub, exactly as the daemon's poll loop
+//! does, without starting the engine.
 //!
 //! Both return a [`Report`] of named checks; the CLI prints it and turns the first failure into
 //! a one-line reason and a non-zero exit.
 
+mod hub;
 mod read;
 mod task;
 
+pub use hub::hub;
 pub use read::read;
 pub use task::{task, TaskOptions};
 

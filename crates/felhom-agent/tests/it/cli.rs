@@ -38,6 +38,8 @@ fn start_and_stop(args: &[&str], extra_env: &[(&str, &str)], signal: i32) -> (i3
     let mut config = valid_config();
     config["log"]["format"] = serde_json::json!("json");
     config["log"]["level"] = serde_json::json!("info");
+    // `run` opens the journal in state_dir (issue 4).
+    config["state_dir"] = serde_json::json!(fx.path("state"));
     let path = fx.config(&config);
     let mut cmd = agent();
     cmd.args(args)

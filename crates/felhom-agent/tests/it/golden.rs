@@ -35,10 +35,15 @@ fn fake_bin(sim: &Sim, python: &Path) -> tempfile::TempDir {
             dir.path().display()
         ),
     );
-    let script = std::fs::read_to_string(testkit::workspace_root().join("tests/fakes/pct_via_sim.py"))
-        .expect("read fake pct");
+    let script =
+        std::fs::read_to_string(testkit::workspace_root().join("tests/fakes/pct_via_sim.py"))
+            .expect("read fake pct");
     let script = script
-        .replacen("#!/usr/bin/env python3", &format!("#!{}", python.display()), 1)
+        .replacen(
+            "#!/usr/bin/env python3",
+            &format!("#!{}", python.display()),
+            1,
+        )
         .replace("@SIM_URL@", &sim.info.url)
         .replace("@SIM_CA@", &sim.ca_path().display().to_string());
     write_exe(&dir.path().join("pct"), &script);
@@ -81,7 +86,10 @@ async fn golden_image_via_privileged_then_token_restore_keeps_keyctl() {
     let golden = Vmid::new(9000).expect("vmid");
     let config = client.lxc_config(golden).await.expect("golden config");
     let features = config.other.get("features").cloned().unwrap_or_default();
-    assert!(features.contains("keyctl=1") && features.contains("nesting=1"), "{features}");
+    assert!(
+        features.contains("keyctl=1") && features.contains("nesting=1"),
+        "{features}"
+    );
 
     // 2. The agent's token may not do that itself (root-only feature flag).
     let mut create = CreateLxc::new(Vmid::new(9001).expect("vmid"), TEMPLATE, "local-lvm");
@@ -94,7 +102,11 @@ async fn golden_image_via_privileged_then_token_restore_keeps_keyctl() {
     }
 
     // 3. Back up the golden image and restore it with the token: keyctl survives.
-    let upid = match client.vzdump(&VzdumpRequest::new(golden, "local")).await.expect("vzdump") {
+    let upid = match client
+        .vzdump(&VzdumpRequest::new(golden, "local"))
+        .await
+        .expect("vzdump")
+    {
         VzdumpOutcome::Task(upid) => upid,
         VzdumpOutcome::NotOnThisNode => panic!("golden image not on this node"),
     };
@@ -109,8 +121,15 @@ async fn golden_image_via_privileged_then_token_restore_keeps_keyctl() {
         .expect("an archive");
     let guest = Vmid::new(120).expect("vmid");
     let restore = RestoreLxc::new(guest, archive, "local-lvm");
-    wait(&client, client.restore_lxc(&restore).await.expect("token restore")).await;
+    wait(
+        &client,
+        client.restore_lxc(&restore).await.expect("token restore"),
+    )
+    .await;
     let restored = client.lxc_config(guest).await.expect("restored config");
     let features = restored.other.get("features").cloned().unwrap_or_default();
-    assert!(features.contains("keyctl=1"), "restore by token dropped keyctl: {features}");
+    assert!(
+        features.contains("keyctl=1"),
+        "restore by token dropped keyctl: {features}"
+    );
 }

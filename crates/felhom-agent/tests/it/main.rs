@@ -1,16 +1,28 @@
 //! Integration tests: the real `felhom-agent` binary, run as a process.
 //!
 //! - `check_config`: validation, redaction, env overlay, secret forms and every error path.
+//! - `daemon`: `run` with the simulator, the reference hub and a real NOTIFY_SOCKET.
 //! - `cli`: `--version`, `--help`, and `run` until SIGTERM.
 //! - `demo`: `felhom-agent demo` end to end.
+//! - `engine_adversarial`: the adversarial-hub suite (dropped, relabelled, reordered, replayed,
+//!   retargeted) through the local desired file and ops dir; `plan`, `audit`, corrupt journal.
+//! - `engine_crash`: `kill -9` at every step boundary of a multi-step op, then recovery.
+//! - `engine_support`: the shared simulator + agent harness of the two above.
 //! - `golden`: the golden image through the privileged fence, then provisioning by token restore.
+//! - `localapi`: the local API on the real journal, engine queues and simulator; tokens from
+//!   the real `localapi` CLI, a client pinning its printed fingerprint.
 //! - `op`: `op new|sign|wrap|verify` with real ssh-keygen keys, ssh-agent and the journal.
 //! - `selftest`: `selftest read|task` against a real simulator process.
 
 mod check_config;
 mod cli;
+mod daemon;
 mod demo;
+mod engine_adversarial;
+mod engine_crash;
+mod engine_support;
 mod golden;
+mod localapi;
 mod op;
 mod selftest;
 
@@ -71,7 +83,8 @@ pub fn valid_config() -> serde_json::Value {
         },
         "hub": {"url": "https://hub.example.net", "api_key": HUB_KEY, "poll_interval_s": 15},
         "desired": {"file": "/etc/felhom-agent/desired.json", "ops_dir": "/etc/felhom-agent/ops"},
-        "local_api": {"listen": ["10.0.0.1:8443", "[::1]:8443"]},
+        // Loopback with an ephemeral port: tests that run the daemon really bind it.
+        "local_api": {"listen": ["127.0.0.1:0"]},
         "log": {"level": "debug", "format": "json"}
     })
 }

@@ -1,0 +1,308 @@
+//! The daemon's side of the hub protocol: what the agent reports ([`AgentReport`], the
+//! [`hub::ReportSource`]) and what it does with what the hub sends ([`consume`]: desired
+//! states into the engine, signed ops through verification into the engine).
+//!
+//! Reporting never decides anything (the Mender lesson in peer-systems-notes.md): an op's
+//! outcome is decided and journaled by the engine first; the report only carries it, and a
+//! failed report changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use hub::{
+    now_rfc3339, AuditEntry, CollectContext, HostReport, OpOutcome, OpOutcomeKind,
+    PendingSignature, Received, ReconcileError, ReportSource,
+};
+use reconcile::{DesiredInput, EngineStatus, JobResult, SignedJob};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use super::signed::{Verdict, Verifier};
+
+/// How many outcomes of signed ops are kept for reports (the hub drops an op from its queue
+/// once it has seen the outcome, so only recent ones matter).
+const MAX_OUTCOMES: usize = 100;
+/// Audit entries read per report at most (the report's size bound trims further).
+const AUDIT_BATCH: u32 = 2000;
+
+/// Assembles the host report from the collectors, the engine's status and the journal.
+pub struct AgentReport {
+    host_id: String,
+    client: pve::Client,
+    collector: Mutex<collect::HostCollector>,
+    status: watch::Receiver<EngineStatus>,
+    state_dir: PathBuf,
+    outcomes: Arc<Mutex<Vec<OpOutcome>>>,
+    first_seen: Mutex<BTreeMap<String, String>>,
+    #[cfg(debug_assertions)]
+    fault: Option<String>,
+}
+
+impl AgentReport {
+    /// A report source for this host. `outcomes` is shared with [`consume`].
+    pub fn new(
+        host_id: String,
+        client: pve::Client,
+        state_dir: PathBuf,
+        status: watch::Receiver<EngineStatus>,
+        outcomes: Arc<Mutex<Vec<OpOutcome>>>,
+    ) -> Self {
+        let filesystems = vec![PathBuf::from("/"), state_dir.clone()];
+        AgentReport {
+            host_id,
+            client,
+            collector: Mutex::new(collect::HostCollector::new(
+                collect::ProcRoot::system(),
+                filesystems,
+            )),
+            status,
+            state_dir,
+            outcomes,
+            first_seen: Mutex::new(BTreeMap::new()),
+            // Test-only fault injection (debug builds): `wedge-hub-collect` makes report
+            // collection hang so the watchdog test can see the pings stop.
+            #[cfg(debug_assertions)]
+            fault: std::env::var("FELHOM_FAULT").ok(),
+        }
+    }
+
+    /// When `key` was first seen (RFC 3339), remembered across reports; keys not in `live`
+    /// are forgotten.
+    fn since(&self, key: &str, live: &BTreeSet<String>) -> String {
+        let mut seen = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|k, _| live.contains(k));
+        seen.entry(key.to_owned())
+            .or_insert_with(now_rfc3339)
+            .clone()
+    }
+
+    fn audit_since(&self, acked: u64) -> Vec<AuditEntry> {
+        let journal = match journal::Journal::open_read_only(&self.state_dir) {
+            Ok(j) => j,
+            Err(e) => {
+                warn!(error = %e, "cannot read the audit log for the report");
+                return Vec::new();
+            }
+        };
+        let tail = match journal.audit_tail(AUDIT_BATCH) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "cannot read the audit log for the report");
+                return Vec::new();
+            }
+        };
+        tail.into_iter()
+            .filter(|e| u64::try_from(e.seq).is_ok_and(|s| s > acked))
+            .map(|e| AuditEntry {
+                seq: u64::try_from(e.seq).unwrap_or_default(),
+                at: e.entry.at,
+                kind: e.entry.kind,
+                actor: e.entry.actor,
+                action: e.entry.action,
+                target: e.entry.target,
+                op_id: e.entry.op_id,
+                outcome: e.entry.outcome,
+                reason: e.entry.reason,
+                detail: e.entry.detail,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            })
+            .collect()
+    }
+}
+
+impl ReportSource for AgentReport {
+    async fn collect(&self, ctx: &CollectContext) -> HostReport {
+        #[cfg(debug_assertions)]
+        if self.fault.as_deref() == Some("wedge-hub-collect") && ctx.received_generation.is_some() {
+            warn!("fault injected: report collection wedged");
+            std::future::pending::<()>().await;
+        }
+        let mut report = HostReport::empty(self.host_id.clone(), env!("CARGO_PKG_VERSION"));
+        report.host = {
+            let mut c = self.collector.lock().unwrap_or_else(|e| e.into_inner());
+            c.collect()
+        };
+        let pve = collect::collect_pve(&self.client).await;
+        report.host.pve = pve.node;
+        report.host.errors.extend(pve.errors);
+        let status = self.status.borrow().clone();
+        if let Some(mut guests) = pve.guests {
+            for g in &mut guests {
+                g.managed = u32::try_from(g.vmid).is_ok_and(|v| !status.unmanaged.contains(&v));
+            }
+            report.guests = guests;
+        }
+        report.desired.applied_generation = status.generation;
+        let mut live = BTreeSet::new();
+        for p in &status.pending_signature {
+            live.insert(format!("pending:{}:{}", p.vmid, p.action));
+        }
+        for vmid in status.errors.keys() {
+            live.insert(format!("error:{vmid}"));
+        }
+        report.pending_signature = status
+            .pending_signature
+            .iter()
+            .map(|p| PendingSignature {
+                vmid: Some(u64::from(p.vmid)),
+                action: p.action.clone(),
+                step: format!("{}: {}", p.step, p.reason),
+                generation: status.generation,
+                since: self.since(&format!("pending:{}:{}", p.vmid, p.action), &live),
+            })
+            .collect();
+        report.reconcile_errors = status
+            .errors
+            .iter()
+            .map(|(vmid, error)| ReconcileError {
+                vmid: u64::from(*vmid),
+                error: error.clone(),
+                since: self.since(&format!("error:{vmid}"), &live),
+                attempts: 1,
+            })
+            .collect();
+        report.op_outcomes = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        report.audit.entries = self.audit_since(ctx.audit_acked);
+        report
+    }
+}
+
+/// Feeds what the hub publishes into the engine until the channel closes: a new desired
+/// state goes to `desired`; each signed op not seen before is verified and run, its outcome
+/// recorded in `outcomes` for the next reports.
+pub async fn consume(
+    mut received: watch::Receiver<Option<Arc<Received>>>,
+    desired: watch::Sender<Option<DesiredInput>>,
+    jobs: mpsc::Sender<SignedJob>,
+    verifier: Verifier,
+    outcomes: Arc<Mutex<Vec<OpOutcome>>>,
+) {
+    let mut seen_ops: BTreeSet<String> = BTreeSet::new();
+    let mut last_generation = None;
+    loop {
+        let current = received.borrow_and_update().clone();
+        if let Some(r) = current {
+            if let Some(doc) = &r.desired {
+                if last_generation != Some(r.generation) {
+                    match serde_json::to_vec(doc.as_ref()) {
+                        Ok(bytes) => {
+                            info!(generation = r.generation, "desired state from the hub");
+                            desired.send_replace(Some(DesiredInput {
+                                bytes: bytes.into(),
+                                source: "hub".into(),
+                            }));
+                            last_generation = Some(r.generation);
+                        }
+                        Err(e) => warn!(error = %e, "cannot re-encode the hub's desired state"),
+                    }
+                }
+            }
+            for op in r.ops.iter() {
+                let op_id = op
+                    .get("payload")
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| op.to_string());
+                if !seen_ops.insert(op_id) {
+                    continue;
+                }
+                let outcome = run_op(op, &jobs, &verifier).await;
+                if let Some(outcome) = outcome {
+                    let mut list = outcomes.lock().unwrap_or_else(|e| e.into_inner());
+                    list.push(outcome);
+                    let excess = list.len().saturating_sub(MAX_OUTCOMES);
+                    list.drain(..excess);
+                }
+            }
+        }
+        if received.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Verifies and runs one wire op; `None` when it could not be decided now (it is retried
+/// when the hub sends it again after a restart).
+async fn run_op(
+    op: &serde_json::Value,
+    jobs: &mpsc::Sender<SignedJob>,
+    verifier: &Verifier,
+) -> Option<OpOutcome> {
+    let wire = serde_json::to_vec(op).ok()?;
+    let op_id_hint = op_id_of(op);
+    let verdict = {
+        let verifier = verifier.clone();
+        tokio::task::spawn_blocking(move || verifier.verify(&wire, "hub"))
+            .await
+            .ok()?
+    };
+    match verdict {
+        Verdict::Run(verified) => {
+            let op_id = verified.op_id().to_owned();
+            let (reply, rx) = oneshot::channel();
+            jobs.send(SignedJob {
+                op: *verified,
+                reply,
+            })
+            .await
+            .ok()?;
+            let outcome = rx.await.ok()?;
+            let (kind, reason) = match outcome.result {
+                JobResult::Succeeded => (OpOutcomeKind::Done, None),
+                JobResult::Failed { error } => (OpOutcomeKind::Failed, Some(error)),
+                JobResult::Refused { reason, detail } => {
+                    (OpOutcomeKind::Failed, Some(format!("{reason}: {detail}")))
+                }
+            };
+            Some(OpOutcome {
+                op_id,
+                outcome: kind,
+                reason,
+                at: now_rfc3339(),
+            })
+        }
+        Verdict::Rejected(result) => {
+            // An identical redelivery carries the outcome recorded the first time.
+            let recorded = result
+                .get("recorded")
+                .and_then(|r| r.get("state"))
+                .and_then(|s| s.as_str());
+            let (kind, reason) = match recorded {
+                Some("succeeded") => (OpOutcomeKind::Done, None),
+                Some("failed") => (OpOutcomeKind::Failed, Some("failed earlier".to_owned())),
+                _ => (
+                    OpOutcomeKind::Rejected,
+                    result
+                        .get("reason")
+                        .and_then(|r| r.as_str())
+                        .map(str::to_owned),
+                ),
+            };
+            Some(OpOutcome {
+                op_id: op_id_hint?,
+                outcome: kind,
+                reason,
+                at: now_rfc3339(),
+            })
+        }
+        Verdict::Retry(why) => {
+            warn!(error = %why, "signed op from the hub not processed; will retry on redelivery");
+            None
+        }
+    }
+}
+
+/// The `op_id` inside a wire op's payload, read without trusting it (for reporting a
+/// rejection only; nothing is authorized by it).
+fn op_id_of(op: &serde_json::Value) -> Option<String> {
+    use base64::Engine as _;
+    let b64 = op.get("payload")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let payload: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(payload.get("op_id")?.as_str()?.to_owned())
+}

@@ -1,0 +1,1120 @@
+//! The local API wired into the agent (DESIGN.md §3.6, §4.4a; docs/local-api.md): the
+//! `localapi` crate's ports implemented on the journal, the reconcile engine's per-guest queues
+//! and the Proxmox client, and [`start`], which the daemon calls after building the engine.
+//!
+//! - [`JournalTokens`]: tokens in the journal (`local_api_tokens`, only a hash of each secret);
+//!   minting and revoking are audited.
+//! - [`JournalAudit`]: every call into the journal's hash-chained audit log (kind `local_api`,
+//!   actor = token id, action = route, target = `vmid:N`), written by a thread of its own so a
+//!   request never waits for SQLite; a full hand-off queue is logged, never silently dropped.
+//! - [`QueueOps`]: snapshot, rollback and backup journaled in `local_api_ops` and run through the
+//!   guest's reconcile queue, so they never overlap a reconcile step or an operator op on the
+//!   same guest. Each op runs in a task of its own: a caller that goes away never cancels it.
+//! - [`GuestFacts`]: `guest_exists` (managed in the journal and present in Proxmox), the backup
+//!   policy (the `backup` section of the last accepted desired state), the backup status (the
+//!   journal). `storage` is empty and `restore_test_status` is `never` until those
+//!   capabilities land.
+//!
+//! Start reading at [`start`], then [`QueueOps`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use journal::{
+    Journal, JournalError, LocalApiAction, LocalApiOp, LocalApiOpState, LocalApiToken,
+    NewAuditEntry, NewLocalApiOp,
+};
+use localapi::{
+    Audit, AuditEvent, BackupPolicy, BackupSection, BackupState, BackupStatus, GuestMount,
+    GuestOps, GuestView, Limits, OpAccepted, OpDone, OpError, PortError, PortFuture, Ports,
+    RestoreTestState, RestoreTestStatus, SystemClock, TokenHash, TokenId, TokenRecord, TokenState,
+    TokenStore,
+};
+use pve::{SnapshotName, Upid, Vmid, VzdumpOutcome, VzdumpRequest, WaitOptions};
+use reconcile::GuestQueues;
+use tokio::sync::{oneshot, watch};
+
+use crate::config::Config;
+
+/// Audit kind of every local-API record.
+pub const AUDIT_KIND: &str = "local_api";
+/// Events waiting for the audit writer before new ones are logged as lost.
+const AUDIT_QUEUE: usize = 4096;
+/// `Retry-After` when the guest's queue is full or the guest is locked.
+const BUSY_RETRY: Duration = Duration::from_secs(5);
+/// A positive `guest_exists` answer is reused this long (it is asked on every call).
+const EXISTS_TTL: Duration = Duration::from_secs(5);
+/// Longest wait for a snapshot or rollback task.
+const SNAPSHOT_TASK_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// Longest wait for a vzdump task (large guests to slow targets take hours).
+const BACKUP_TASK_LIMIT: Duration = Duration::from_secs(12 * 3600);
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn from_unix(s: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(s).unwrap_or(0))
+}
+
+fn now() -> i64 {
+    unix(SystemTime::now())
+}
+
+fn lock(journal: &Mutex<Journal>) -> MutexGuard<'_, Journal> {
+    // A panic while holding the lock cannot leave SQLite half-written (every write is one
+    // transaction), so the journal stays usable.
+    journal
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn entry(
+    actor: Option<String>,
+    action: &str,
+    vmid: Option<u32>,
+    op_id: Option<&str>,
+    outcome: &str,
+    detail: Option<String>,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        at: now(),
+        kind: AUDIT_KIND.to_owned(),
+        actor,
+        action: Some(action.to_owned()),
+        target: vmid.map(|v| format!("vmid:{v}")),
+        op_id: op_id.map(str::to_owned),
+        outcome: outcome.to_owned(),
+        reason: None,
+        detail,
+    }
+}
+
+fn tokens_err(what: &str, source: JournalError) -> PortError {
+    PortError::with_source("tokens", what, source)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+/// [`TokenStore`] on the journal. `actor` names who mints and revokes in the audit log
+/// (`cli` for the command line, `agent` for the daemon's own revocations).
+pub struct JournalTokens {
+    journal: Arc<Mutex<Journal>>,
+    actor: &'static str,
+}
+
+impl JournalTokens {
+    /// A store over `journal`, auditing its changes as `actor`.
+    pub fn new(journal: Arc<Mutex<Journal>>, actor: &'static str) -> Self {
+        JournalTokens { journal, actor }
+    }
+}
+
+fn record_of(t: LocalApiToken) -> Result<TokenRecord, PortError> {
+    let bad = |what: &str| PortError::new("tokens", format!("stored token {}: {what}", t.id));
+    let id: TokenId = t.id.parse().map_err(|_| bad("malformed id"))?;
+    let vmid = Vmid::new(t.vmid).map_err(|_| bad("invalid vmid"))?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&t.hash, &mut hash).map_err(|_| bad("malformed hash"))?;
+    Ok(TokenRecord {
+        id,
+        vmid,
+        hash: TokenHash::from_bytes(hash),
+        state: if t.revoked_at.is_some() {
+            TokenState::Revoked
+        } else {
+            TokenState::Active
+        },
+        created_at: from_unix(t.created_at),
+        revoked_at: t.revoked_at.map(from_unix),
+    })
+}
+
+impl TokenStore for JournalTokens {
+    fn insert(&self, record: &TokenRecord) -> Result<(), PortError> {
+        let row = LocalApiToken {
+            id: record.id.to_string(),
+            vmid: record.vmid.get(),
+            hash: hex::encode(record.hash.as_bytes()),
+            created_at: unix(record.created_at),
+            revoked_at: record.revoked_at.map(unix),
+        };
+        let audit = entry(
+            Some(self.actor.to_owned()),
+            "token.mint",
+            Some(row.vmid),
+            None,
+            "ok",
+            Some(format!("token id {}", row.id)),
+        );
+        lock(&self.journal)
+            .insert_local_api_token(&row, &audit)
+            .map_err(|e| tokens_err("storing a token", e))
+    }
+
+    fn lookup(&self, id: TokenId) -> Result<Option<TokenRecord>, PortError> {
+        let row = lock(&self.journal)
+            .local_api_token(&id.to_string())
+            .map_err(|e| tokens_err("reading a token", e))?;
+        row.map(record_of).transpose()
+    }
+
+    fn revoke(&self, id: TokenId, at: SystemTime) -> Result<bool, PortError> {
+        let mut journal = lock(&self.journal);
+        let vmid = journal
+            .local_api_token(&id.to_string())
+            .map_err(|e| tokens_err("reading a token", e))?
+            .map(|t| t.vmid);
+        let audit = entry(
+            Some(self.actor.to_owned()),
+            "token.revoke",
+            vmid,
+            None,
+            "ok",
+            Some(format!("token id {id}")),
+        );
+        journal
+            .revoke_local_api_token(&id.to_string(), unix(at), &audit)
+            .map_err(|e| tokens_err("revoking a token", e))
+    }
+
+    fn revoke_all(&self, vmid: Vmid, at: SystemTime) -> Result<usize, PortError> {
+        let audit = entry(
+            Some(self.actor.to_owned()),
+            "token.revoke_guest",
+            Some(vmid.get()),
+            None,
+            "ok",
+            None,
+        );
+        lock(&self.journal)
+            .revoke_local_api_tokens_of(vmid.get(), unix(at), &audit)
+            .map_err(|e| tokens_err("revoking a guest's tokens", e))
+    }
+
+    fn list(&self) -> Result<Vec<TokenRecord>, PortError> {
+        let rows = lock(&self.journal)
+            .local_api_tokens()
+            .map_err(|e| tokens_err("listing tokens", e))?;
+        rows.into_iter().map(record_of).collect()
+    }
+}
+
+/// Revokes every token of `vmid` (audited as `agent`); returns how many. The signed
+/// `guest.destroy` path needs no call: `Journal::release_guest` revokes a destroyed guest's
+/// tokens in its own transaction. This is for any other path that retires a guest.
+pub fn revoke_guest_tokens(journal: &Arc<Mutex<Journal>>, vmid: Vmid) -> anyhow::Result<usize> {
+    let store = JournalTokens::new(journal.clone(), "agent");
+    Ok(localapi::revoke_guest(&store, &SystemClock, vmid)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+
+/// [`Audit`] into the journal's audit log. `record` only hands the event to a writer thread;
+/// if that thread falls [`AUDIT_QUEUE`] events behind, further events are logged as lost (with
+/// token id, route and outcome) instead of blocking requests.
+pub struct JournalAudit {
+    tx: SyncSender<AuditEvent>,
+}
+
+impl JournalAudit {
+    /// Starts the writer thread; it ends when the last `JournalAudit` is dropped, after
+    /// writing what was queued.
+    pub fn start(journal: Arc<Mutex<Journal>>) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<AuditEvent>(AUDIT_QUEUE);
+        std::thread::Builder::new()
+            .name("localapi-audit".into())
+            .spawn(move || {
+                for event in rx {
+                    let e = audit_entry(&event);
+                    if let Err(err) = lock(&journal).append_audit(&e) {
+                        tracing::error!(
+                            error = %reconcile::error_chain(&err),
+                            token_id = e.actor.as_deref().unwrap_or("-"),
+                            route = %event.route,
+                            outcome = event.outcome,
+                            "local api audit entry not written"
+                        );
+                    }
+                }
+            })?;
+        Ok(JournalAudit { tx })
+    }
+}
+
+/// The journal's form of one call: never the token, only its id.
+pub fn audit_entry(event: &AuditEvent) -> NewAuditEntry {
+    let detail = serde_json::json!({
+        "status": event.status,
+        "peer": event.peer.map(|p| p.to_string()),
+        "detail": event.detail,
+    });
+    NewAuditEntry {
+        at: unix(event.at),
+        kind: AUDIT_KIND.to_owned(),
+        actor: event.token_id.map(|t| t.to_string()),
+        action: Some(event.route.clone()),
+        target: event.vmid.map(|v| format!("vmid:{}", v.get())),
+        op_id: None,
+        outcome: event.outcome.to_owned(),
+        reason: event
+            .guest_id_attempt
+            .then(|| "guest-id-attempt".to_owned()),
+        detail: Some(detail.to_string()),
+    }
+}
+
+impl Audit for JournalAudit {
+    fn record(&self, event: AuditEvent) {
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event)) | Err(TrySendError::Disconnected(event)) => {
+                tracing::error!(
+                    token_id = ?event.token_id,
+                    vmid = event.vmid.map(|v| v.get()),
+                    route = %event.route,
+                    status = event.status,
+                    outcome = event.outcome,
+                    "local api audit queue full; entry lost"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state of the ops and the view
+
+struct Shared {
+    journal: Arc<Mutex<Journal>>,
+    queues: GuestQueues,
+    client: pve::Client,
+    shutdown: watch::Receiver<bool>,
+    seq: AtomicU64,
+    /// The parsed `backup` section and the generation it came from.
+    backup: Mutex<Option<(u64, Option<Arc<BackupSection>>)>>,
+    /// Guests recently seen to exist, and when.
+    seen: Mutex<std::collections::HashMap<u32, Instant>>,
+}
+
+impl Shared {
+    fn op_id(&self, action: LocalApiAction, vmid: Vmid) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("la-{}-{}-{nanos}-{seq}", action.as_str(), vmid.get())
+    }
+
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        lock(&self.journal)
+    }
+
+    /// The `backup` section of the last accepted desired state (re-parsed when the generation
+    /// changes).
+    fn backup_section(&self) -> Result<Option<Arc<BackupSection>>, PortError> {
+        let err = |what: &str, e: JournalError| PortError::with_source("guests", what, e);
+        let generation = self
+            .journal()
+            .latest_desired_generation()
+            .map_err(|e| err("reading the desired generation", e))?;
+        let Some(generation) = generation else {
+            return Ok(None);
+        };
+        let mut cache = self.backup.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, section)) = cache.as_ref() {
+            if *g == generation {
+                return Ok(section.clone());
+            }
+        }
+        let record = self
+            .journal()
+            .latest_desired_state()
+            .map_err(|e| err("reading the desired state", e))?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let section = parse_backup_section(&record.body).map_err(|reason| {
+            PortError::new(
+                "guests",
+                format!(
+                    "backup section of desired state generation {}: {reason}",
+                    record.generation
+                ),
+            )
+        })?;
+        let section = section.map(Arc::new);
+        *cache = Some((record.generation, section.clone()));
+        Ok(section)
+    }
+
+    fn backup_policy(&self, vmid: Vmid) -> Result<Option<BackupPolicy>, PortError> {
+        Ok(self
+            .backup_section()?
+            .and_then(|s| s.policy_for(vmid).cloned()))
+    }
+}
+
+/// The `backup` section of a desired-state document (`None` when it has none).
+pub fn parse_backup_section(body: &str) -> Result<Option<BackupSection>, String> {
+    let doc: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    match doc.get("backup") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(section) => serde_json::from_value(section.clone())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ops
+
+/// What one queued op does.
+#[derive(Debug, Clone)]
+enum Work {
+    Snapshot(SnapshotName),
+    Rollback(SnapshotName),
+    Backup(String),
+}
+
+impl Work {
+    fn action(&self) -> LocalApiAction {
+        match self {
+            Work::Snapshot(_) => LocalApiAction::Snapshot,
+            Work::Rollback(_) => LocalApiAction::Rollback,
+            Work::Backup(_) => LocalApiAction::Backup,
+        }
+    }
+
+    fn word(&self) -> &'static str {
+        self.action().as_str()
+    }
+}
+
+/// [`GuestOps`] through the reconcile engine's per-guest queues, journaled in `local_api_ops`.
+#[derive(Clone)]
+pub struct QueueOps {
+    shared: Arc<Shared>,
+}
+
+/// [`GuestView`] on the journal and Proxmox.
+#[derive(Clone)]
+pub struct GuestFacts {
+    shared: Arc<Shared>,
+}
+
+/// Runs `work` in `vmid`'s queue in a task of its own and returns once it holds a place there:
+/// `Err(Busy)` if the queue is full, otherwise a receiver for the result. Dropping the receiver
+/// (a client that went away) never cancels the op.
+fn enqueue<F>(
+    queues: &GuestQueues,
+    vmid: u32,
+    work: F,
+) -> Result<oneshot::Receiver<F::Output>, reconcile::Busy>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let queues = queues.clone();
+    let mut queued: Pin<Box<dyn Future<Output = Result<F::Output, reconcile::Busy>> + Send>> =
+        Box::pin(async move { queues.run(vmid, work).await });
+    // `GuestQueues::run` decides "busy" on its first poll, so poll it once here with a no-op
+    // waker: Ready(Err) is a full queue, Pending means it holds its place and the task below
+    // carries it on (a future re-registers its waker on every poll).
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match queued.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(busy)) => return Err(busy),
+        Poll::Ready(Ok(out)) => {
+            let _ = tx.send(out);
+        }
+        Poll::Pending => {
+            tokio::spawn(async move {
+                if let Ok(out) = queued.await {
+                    let _ = tx.send(out);
+                }
+            });
+        }
+    }
+    Ok(rx)
+}
+
+impl QueueOps {
+    /// Journals the op as queued, then enqueues it. On a full queue the op is recorded as
+    /// refused and the caller gets [`OpError::Busy`].
+    fn submit(
+        &self,
+        vmid: Vmid,
+        work: Work,
+        check: impl FnOnce(&Journal) -> Result<(), OpError>,
+    ) -> Result<(String, oneshot::Receiver<Result<(), OpError>>), OpError> {
+        let shared = &self.shared;
+        let op_id = shared.op_id(work.action(), vmid);
+        let (snapshot, storage) = match &work {
+            Work::Snapshot(n) | Work::Rollback(n) => (Some(n.to_string()), None),
+            Work::Backup(s) => (None, Some(s.clone())),
+        };
+        {
+            // Check and insert under one lock: two concurrent backups cannot both pass.
+            let mut journal = shared.journal();
+            check(&journal)?;
+            let new = NewLocalApiOp {
+                op_id: op_id.clone(),
+                vmid: vmid.get(),
+                action: work.action(),
+                snapshot,
+                storage,
+                at: now(),
+            };
+            let audit = entry(
+                Some("agent".into()),
+                work.word(),
+                Some(vmid.get()),
+                Some(&op_id),
+                "queued",
+                None,
+            );
+            journal
+                .insert_local_api_op(&new, &audit)
+                .map_err(|e| OpError::Port(PortError::with_source("ops", "journaling an op", e)))?;
+        }
+        let task = execute(shared.clone(), op_id.clone(), vmid, work.clone());
+        match enqueue(&shared.queues, vmid.get(), task) {
+            Ok(rx) => Ok((op_id, rx)),
+            Err(busy) => {
+                finish(
+                    shared,
+                    &op_id,
+                    vmid,
+                    &work,
+                    LocalApiOpState::Refused,
+                    Some(&busy.to_string()),
+                );
+                Err(OpError::Busy {
+                    vmid,
+                    retry_after: BUSY_RETRY,
+                })
+            }
+        }
+    }
+}
+
+/// Records an op's end with its audit entry; a journal failure is logged (the op is then
+/// settled at the next start).
+fn finish(
+    shared: &Shared,
+    op_id: &str,
+    vmid: Vmid,
+    work: &Work,
+    state: LocalApiOpState,
+    error: Option<&str>,
+) {
+    let audit = entry(
+        Some("agent".into()),
+        work.word(),
+        Some(vmid.get()),
+        Some(op_id),
+        state.as_str(),
+        error.map(str::to_owned),
+    );
+    if let Err(err) = shared
+        .journal()
+        .finish_local_api_op(op_id, state, error, now(), &audit)
+    {
+        tracing::error!(op_id, error = %reconcile::error_chain(&err), "local api op end not journaled");
+    }
+}
+
+/// One op in its turn: mark running, check the guest, POST, record the UPID, wait, finish.
+async fn execute(
+    shared: Arc<Shared>,
+    op_id: String,
+    vmid: Vmid,
+    work: Work,
+) -> Result<(), OpError> {
+    let action = work.word();
+    let fail = |state: LocalApiOpState, reason: String, err: OpError| {
+        tracing::warn!(op_id = %op_id, vmid = vmid.get(), action, reason = %reason, "local api op failed");
+        finish(&shared, &op_id, vmid, &work, state, Some(&reason));
+        Err(err)
+    };
+    let failed = |reason: String| OpError::Failed {
+        vmid,
+        action,
+        reason,
+    };
+    let started = shared.journal().local_api_op_started(&op_id, now());
+    if let Err(e) = started {
+        let reason = reconcile::error_chain(&e);
+        return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
+    }
+    let client = &shared.client;
+    let status = match client.lxc_status(vmid).await {
+        Ok(s) => s,
+        Err(pve::Error::NoSuchGuest { .. }) => {
+            return fail(
+                LocalApiOpState::Failed,
+                "guest does not exist".into(),
+                OpError::GuestGone { vmid },
+            )
+        }
+        Err(e) => {
+            let reason = reconcile::error_chain(&e);
+            return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
+        }
+    };
+    if let Some(lock) = &status.lock {
+        return fail(
+            LocalApiOpState::Failed,
+            format!("guest is locked ({lock})"),
+            OpError::Busy {
+                vmid,
+                retry_after: BUSY_RETRY,
+            },
+        );
+    }
+    let (posted, limit) = match &work {
+        Work::Snapshot(name) => {
+            match client.list_snapshots(vmid).await {
+                Ok(list) if list.iter().any(|s| s.name == name.as_str()) => {
+                    return fail(
+                        LocalApiOpState::Failed,
+                        format!("snapshot {name} exists"),
+                        OpError::Conflict {
+                            vmid,
+                            what: format!("snapshot {name}"),
+                        },
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let reason = reconcile::error_chain(&e);
+                    return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
+                }
+            }
+            let r = client
+                .create_snapshot(vmid, name, Some("taken through the felhom local api"))
+                .await
+                .map(|t| t.upid().cloned());
+            (r, SNAPSHOT_TASK_LIMIT)
+        }
+        // The rollback kills a running guest; it is started again only if it ran before.
+        Work::Rollback(name) => (
+            client
+                .rollback_snapshot(vmid, name, status.is_running())
+                .await
+                .map(|t| t.upid().cloned()),
+            SNAPSHOT_TASK_LIMIT,
+        ),
+        Work::Backup(storage) => {
+            let r = match client
+                .vzdump(&VzdumpRequest::new(vmid, storage.clone()))
+                .await
+            {
+                Ok(VzdumpOutcome::Task(upid)) => Ok(Some(upid)),
+                Ok(VzdumpOutcome::NotOnThisNode) => {
+                    let reason = "vzdump: the guest is not on this node".to_owned();
+                    return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
+                }
+                Err(e) => Err(e),
+            };
+            (r, BACKUP_TASK_LIMIT)
+        }
+    };
+    let upid = match posted {
+        Ok(upid) => upid,
+        Err(e) if e.lock().is_some() => {
+            return fail(
+                LocalApiOpState::Failed,
+                reconcile::error_chain(&e),
+                OpError::Busy {
+                    vmid,
+                    retry_after: BUSY_RETRY,
+                },
+            )
+        }
+        Err(e) => {
+            let reason = reconcile::error_chain(&e);
+            return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
+        }
+    };
+    if let Some(upid) = &upid {
+        if let Err(e) = shared
+            .journal()
+            .local_api_op_posted(&op_id, &upid.to_string())
+        {
+            tracing::error!(op_id = %op_id, error = %reconcile::error_chain(&e), "local api op task not journaled");
+        }
+        wait(&shared, &op_id, vmid, &work, upid, limit).await?;
+    } else {
+        finish(
+            &shared,
+            &op_id,
+            vmid,
+            &work,
+            LocalApiOpState::Succeeded,
+            None,
+        );
+    }
+    tracing::info!(op_id = %op_id, vmid = vmid.get(), action, "local api op succeeded");
+    Ok(())
+}
+
+/// Waits for an op's task and journals its end. A wait cut short by the agent stopping leaves
+/// the op `running` with its UPID, for the next start to follow.
+async fn wait(
+    shared: &Shared,
+    op_id: &str,
+    vmid: Vmid,
+    work: &Work,
+    upid: &Upid,
+    limit: Duration,
+) -> Result<(), OpError> {
+    let options = WaitOptions::new(limit).cancel_on(shared.shutdown.clone());
+    let failed = |reason: String| OpError::Failed {
+        vmid,
+        action: work.word(),
+        reason,
+    };
+    match shared.client.wait_task(upid, options).await {
+        Ok(_) => {
+            finish(shared, op_id, vmid, work, LocalApiOpState::Succeeded, None);
+            Ok(())
+        }
+        Err(e @ pve::Error::TaskWaitCancelled { .. }) => {
+            tracing::info!(op_id, "local api op left to the next start");
+            Err(failed(reconcile::error_chain(&e)))
+        }
+        Err(e) => {
+            let reason = reconcile::error_chain(&e);
+            tracing::warn!(op_id, vmid = vmid.get(), reason = %reason, "local api op failed");
+            finish(
+                shared,
+                op_id,
+                vmid,
+                work,
+                LocalApiOpState::Failed,
+                Some(&reason),
+            );
+            Err(failed(reason))
+        }
+    }
+}
+
+impl GuestOps for QueueOps {
+    fn list_snapshots(&self, vmid: Vmid) -> PortFuture<'_, Result<Vec<SnapshotName>, PortError>> {
+        Box::pin(async move {
+            let list = self
+                .shared
+                .client
+                .list_snapshots(vmid)
+                .await
+                .map_err(|e| PortError::with_source("ops", "listing snapshots", e))?;
+            // A name PVE holds but the local API could not express cannot be asked for anyway.
+            Ok(list.iter().filter_map(|s| s.name.parse().ok()).collect())
+        })
+    }
+
+    fn snapshot(&self, vmid: Vmid, name: SnapshotName) -> PortFuture<'_, Result<OpDone, OpError>> {
+        Box::pin(async move {
+            let (op_id, rx) = self.submit(vmid, Work::Snapshot(name), |_| Ok(()))?;
+            match rx.await {
+                Ok(Ok(())) => Ok(OpDone { op_id }),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(OpError::Failed {
+                    vmid,
+                    action: "snapshot",
+                    reason: "the op's task ended without a result".into(),
+                }),
+            }
+        })
+    }
+
+    fn rollback(
+        &self,
+        vmid: Vmid,
+        name: SnapshotName,
+    ) -> PortFuture<'_, Result<OpAccepted, OpError>> {
+        Box::pin(async move {
+            let (op_id, _rx) = self.submit(vmid, Work::Rollback(name), |_| Ok(()))?;
+            Ok(OpAccepted { op_id })
+        })
+    }
+
+    fn backup(&self, vmid: Vmid) -> PortFuture<'_, Result<OpAccepted, OpError>> {
+        Box::pin(async move {
+            // Without a policy there is no target: refuse rather than guess a storage.
+            let Some(policy) = self.shared.backup_policy(vmid)? else {
+                return Err(OpError::Failed {
+                    vmid,
+                    action: "backup",
+                    reason: "no backup policy (target) for this guest in the desired state".into(),
+                });
+            };
+            let (op_id, _rx) = self.submit(vmid, Work::Backup(policy.target), |journal| {
+                let latest = journal
+                    .latest_local_api_op(vmid.get(), LocalApiAction::Backup)
+                    .map_err(|e| PortError::with_source("ops", "reading backups", e))?;
+                match latest {
+                    Some(op) if !op.state.is_final() => Err(OpError::Conflict {
+                        vmid,
+                        what: format!("backup {} ({})", op.op_id, op.state.as_str()),
+                    }),
+                    _ => Ok(()),
+                }
+            })?;
+            Ok(OpAccepted { op_id })
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// View
+
+impl GuestView for GuestFacts {
+    fn guest_exists(&self, vmid: Vmid) -> PortFuture<'_, Result<bool, PortError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            // `false` revokes the caller's tokens, so it is answered only when certain: the
+            // journal says the guest is not managed, or Proxmox says it does not exist.
+            let managed = shared
+                .journal()
+                .guests()
+                .map_err(|e| PortError::with_source("guests", "reading provenance", e))?
+                .iter()
+                .any(|g| g.vmid == vmid.get() && g.managed);
+            if !managed {
+                return Ok(false);
+            }
+            {
+                let seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                if seen
+                    .get(&vmid.get())
+                    .is_some_and(|at| at.elapsed() < EXISTS_TTL)
+                {
+                    return Ok(true);
+                }
+            }
+            match shared.client.lxc_status(vmid).await {
+                Ok(_) => {
+                    let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                    seen.insert(vmid.get(), Instant::now());
+                    Ok(true)
+                }
+                Err(pve::Error::NoSuchGuest { .. }) => Ok(false),
+                Err(e) => Err(PortError::with_source("guests", "reading guest status", e)),
+            }
+        })
+    }
+
+    fn storage(&self, _vmid: Vmid) -> PortFuture<'_, Result<Vec<GuestMount>, PortError>> {
+        // The storage capability (seed §7: targets, classes, mount points) has not landed;
+        // until it does no guest has mounts the agent manages.
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn backup_policy(&self, vmid: Vmid) -> PortFuture<'_, Result<Option<BackupPolicy>, PortError>> {
+        Box::pin(async move { self.shared.backup_policy(vmid) })
+    }
+
+    fn backup_status(&self, vmid: Vmid) -> PortFuture<'_, Result<BackupStatus, PortError>> {
+        Box::pin(async move {
+            let err = |e| PortError::with_source("guests", "reading backups", e);
+            let journal = self.shared.journal();
+            let latest = journal
+                .latest_local_api_op(vmid.get(), LocalApiAction::Backup)
+                .map_err(err)?;
+            let last_success = journal
+                .last_local_api_success(vmid.get(), LocalApiAction::Backup)
+                .map_err(err)?;
+            Ok(backup_status_of(latest, last_success))
+        })
+    }
+
+    fn restore_test_status(
+        &self,
+        _vmid: Vmid,
+    ) -> PortFuture<'_, Result<RestoreTestStatus, PortError>> {
+        // The restore-test capability (seed §8) has not landed: no test has ever run.
+        Box::pin(async {
+            Ok(RestoreTestStatus {
+                state: RestoreTestState::Never,
+                last_run_at: None,
+                last_pass_at: None,
+            })
+        })
+    }
+}
+
+fn backup_status_of(latest: Option<LocalApiOp>, last_success: Option<i64>) -> BackupStatus {
+    let Some(op) = latest else {
+        return BackupStatus::never();
+    };
+    let state = match op.state {
+        LocalApiOpState::Queued => BackupState::Queued,
+        LocalApiOpState::Running => BackupState::Running,
+        LocalApiOpState::Succeeded => BackupState::Succeeded,
+        LocalApiOpState::Failed | LocalApiOpState::Abandoned | LocalApiOpState::Refused => {
+            BackupState::Failed
+        }
+    };
+    BackupStatus {
+        state,
+        op_id: Some(op.op_id),
+        started_at: op.started_at.map(from_unix),
+        finished_at: op.finished_at.map(from_unix),
+        last_success_at: last_success.map(from_unix),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+/// Settles the ops a previous run left unfinished: one with a task is followed to its end
+/// (through the guest's queue), one without is `abandoned` (the agent stopped before its POST
+/// returned; the controller sees it failed and asks again).
+fn settle_unfinished(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    let open = shared.journal().unfinished_local_api_ops()?;
+    for op in open {
+        let Ok(vmid) = Vmid::new(op.vmid) else {
+            continue;
+        };
+        let name = op.snapshot.as_deref().and_then(|s| s.parse().ok());
+        let work = match (op.action, name) {
+            (LocalApiAction::Snapshot, Some(n)) => Work::Snapshot(n),
+            (LocalApiAction::Rollback, Some(n)) => Work::Rollback(n),
+            (LocalApiAction::Backup, _) => Work::Backup(op.storage.clone().unwrap_or_default()),
+            _ => {
+                finish(
+                    shared,
+                    &op.op_id,
+                    vmid,
+                    &Work::Backup(String::new()),
+                    LocalApiOpState::Abandoned,
+                    Some("unreadable op"),
+                );
+                continue;
+            }
+        };
+        match op.upid.as_deref().map(str::parse::<Upid>) {
+            Some(Ok(upid)) => {
+                let limit = match work {
+                    Work::Backup(_) => BACKUP_TASK_LIMIT,
+                    _ => SNAPSHOT_TASK_LIMIT,
+                };
+                let s = shared.clone();
+                let queues = shared.queues.clone();
+                tokio::spawn(async move {
+                    let _ = queues
+                        .run(vmid.get(), async {
+                            let _ = wait(&s, &op.op_id, vmid, &work, &upid, limit).await;
+                        })
+                        .await;
+                });
+            }
+            _ => finish(
+                shared,
+                &op.op_id,
+                vmid,
+                &work,
+                LocalApiOpState::Abandoned,
+                Some("the agent stopped before the op's task was posted"),
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The ports over the agent's journal, queues and Proxmox client; settles ops a previous run
+/// left unfinished. Needs a Tokio runtime.
+pub fn ports(
+    journal: Arc<Mutex<Journal>>,
+    queues: GuestQueues,
+    client: pve::Client,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Ports> {
+    let shared = Arc::new(Shared {
+        journal: journal.clone(),
+        queues,
+        client,
+        shutdown,
+        seq: AtomicU64::new(0),
+        backup: Mutex::new(None),
+        seen: Mutex::new(std::collections::HashMap::new()),
+    });
+    settle_unfinished(&shared).context("cannot settle unfinished local api ops")?;
+    let audit = JournalAudit::start(journal.clone()).context("cannot start the audit writer")?;
+    Ok(Ports {
+        tokens: Arc::new(JournalTokens::new(journal, "agent")),
+        ops: Arc::new(QueueOps {
+            shared: shared.clone(),
+        }),
+        view: Arc::new(GuestFacts { shared }),
+        audit: Arc::new(audit),
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// Starts the local API on every `local_api.listen` address, with the TLS identity in
+/// `state_dir/localapi` (created on first start). `None` when `local_api.listen` is empty.
+///
+/// Call after `Engine::new`, with the engine's journal and `engine.queues()`; stop it with
+/// `Running::shutdown(grace)` when `shutdown` turns true (ops waiting for a task stop waiting
+/// then and are followed again at the next start).
+pub async fn start(
+    config: &Config,
+    journal: Arc<Mutex<Journal>>,
+    queues: GuestQueues,
+    client: pve::Client,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<localapi::Running>> {
+    start_with(
+        &config.local_api.listen,
+        &config.state_dir,
+        Limits::default(),
+        journal,
+        queues,
+        client,
+        shutdown,
+    )
+    .await
+}
+
+/// [`start`] with explicit addresses, state directory and limits (tests).
+pub async fn start_with(
+    listen: &[SocketAddr],
+    state_dir: &Path,
+    limits: Limits,
+    journal: Arc<Mutex<Journal>>,
+    queues: GuestQueues,
+    client: pve::Client,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<localapi::Running>> {
+    if listen.is_empty() {
+        tracing::info!("local api disabled (local_api.listen is empty)");
+        return Ok(None);
+    }
+    let identity = localapi::Identity::load_or_create(state_dir, listen)
+        .context("cannot load the local api certificate")?;
+    tracing::info!(fingerprint = %identity.fingerprint(), "local api identity");
+    let ports = ports(journal, queues, client, shutdown)?;
+    let running = localapi::start(listen, identity.server_config()?, ports, limits)
+        .await
+        .context("cannot start the local api")?;
+    Ok(Some(running))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn enqueue_reports_busy_and_a_dropped_receiver_never_cancels() {
+        let queues = GuestQueues::new(3, 1);
+        let (release, released) = oneshot::channel::<()>();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let first = enqueue(&queues, 101, async move {
+            let _ = released.await;
+            flag.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+        // The queue of 101 is full (depth 1); 102 has its own.
+        assert!(enqueue(&queues, 101, async {}).is_err());
+        assert_eq!(
+            enqueue(&queues, 102, async { 7 }).unwrap().await.unwrap(),
+            7
+        );
+        // The caller goes away; the op still runs to its end.
+        drop(first);
+        release.send(()).unwrap();
+        for _ in 0..100 {
+            if ran.load(Ordering::SeqCst) && queues.is_idle(101) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "a dropped caller cancelled the op"
+        );
+        assert!(queues.is_idle(101));
+    }
+
+    #[test]
+    fn backup_section_is_read_from_a_desired_body() {
+        assert_eq!(
+            parse_backup_section(r#"{"v":1,"guests":[]}"#).unwrap(),
+            None
+        );
+        let s = parse_backup_section(
+            r#"{"v":1,"backup":{"guests":{"101":{"schedule":"02:30","target":"backup-usb","keep_last":7}}}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        let p = s.policy_for(Vmid::new(101).unwrap()).unwrap();
+        assert_eq!(p.target, "backup-usb");
+        assert!(s.policy_for(Vmid::new(102).unwrap()).is_none());
+        assert!(parse_backup_section(r#"{"backup":{"guests":{"x":{}}}}"#).is_err());
+        assert!(parse_backup_section(r#"{"backup":{"other":1}}"#).is_err());
+    }
+
+    #[test]
+    fn audit_entries_name_the_token_id_only() {
+        let id: TokenId = "0123456789abcdef".parse().unwrap();
+        let e = audit_entry(&AuditEvent {
+            at: UNIX_EPOCH + Duration::from_secs(100),
+            token_id: Some(id),
+            vmid: Some(Vmid::new(101).unwrap()),
+            route: "POST /snapshot".into(),
+            status: 201,
+            outcome: "ok",
+            detail: None,
+            guest_id_attempt: true,
+            peer: Some("10.0.0.9".parse().unwrap()),
+        });
+        assert_eq!(e.kind, "local_api");
+        assert_eq!(e.actor.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(e.action.as_deref(), Some("POST /snapshot"));
+        assert_eq!(e.target.as_deref(), Some("vmid:101"));
+        assert_eq!(e.reason.as_deref(), Some("guest-id-attempt"));
+        assert!(e.detail.unwrap().contains("10.0.0.9"));
+    }
+
+    #[test]
+    fn backup_status_follows_the_latest_op() {
+        assert_eq!(backup_status_of(None, None), BackupStatus::never());
+        let op = |state| LocalApiOp {
+            op_id: "b1".into(),
+            vmid: 101,
+            action: LocalApiAction::Backup,
+            snapshot: None,
+            storage: Some("t".into()),
+            state,
+            upid: None,
+            error: None,
+            created_at: 5,
+            started_at: Some(6),
+            finished_at: Some(9),
+        };
+        let s = backup_status_of(Some(op(LocalApiOpState::Running)), Some(3));
+        assert_eq!(s.state, BackupState::Running);
+        assert_eq!(s.last_success_at, Some(from_unix(3)));
+        assert_eq!(
+            backup_status_of(Some(op(LocalApiOpState::Abandoned)), None).state,
+            BackupState::Failed
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The daemon end to end: the real `felhom-agent run` process against the real simulator and
+//! the real reference hub, with a real `NOTIFY_SOCKET` to observe what systemd would see.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::{Hub, HubOptions, Sim, SimOptions};
+
+use crate::Fixture;
+
+const HOST: &str = "host-e2e";
+
+/// Datagrams received on a notify socket, collected by a background thread.
+struct NotifySocket {
+    path: PathBuf,
+    messages: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => sink.lock().expect("lock").push((
+                        Instant::now(),
+                        String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    )),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        NotifySocket { path, messages }
+    }
+
+    fn count(&self, prefix: &str, since: Instant) -> usize {
+        self.messages
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(t, m)| *t >= since && m.lines().any(|l| l.starts_with(prefix)))
+            .count()
+    }
+}
+
+fn config(fx: &Fixture, sim: &Sim, hub: &Hub, poll_s: u64, request_timeout_s: u64) -> PathBuf {
+    let token = fx.write("proxmox-token", &sim.info.token, 0o600);
+    let api_key = fx.write("hub-key", &hub.info.api_key, 0o600);
+    fx.config(&json!({
+        "host_id": HOST,
+        "state_dir": fx.path("state").display().to_string(),
+        "proxmox": {
+            "url": sim.info.url,
+            "node": sim.info.node,
+            "token": {"file": token.display().to_string()},
+            "fingerprint": sim.info.fingerprint,
+        },
+        "hub": {
+            "url": hub.info.url,
+            "api_key": {"file": api_key.display().to_string()},
+            "poll_interval_s": poll_s,
+            "request_timeout_s": request_timeout_s,
+        },
+        "log": {"level": "info"}
+    }))
+}
+
+fn spawn_agent(
+    config: &Path,
+    notify: &NotifySocket,
+    watchdog_usec: u64,
+    fault: Option<&str>,
+) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_felhom-agent"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(config.with_file_name("agent.log")).expect("log file"),
+        ));
+    if let Some(f) = fault {
+        cmd.env("FELHOM_FAULT", f);
+    }
+    cmd.spawn().expect("spawn agent")
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Polls the hub's latest report until `pred` holds.
+async fn wait_report(hub: &Hub, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < limit {
+        if let Ok(Some(report)) = hub.report(HOST).await {
+            if pred(&report) {
+                return report;
+            }
+            last = report;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no matching report within {limit:?}; last: {last:#}");
+}
+
+fn agent_log(config: &Path) -> String {
+    std::fs::read_to_string(config.with_file_name("agent.log")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_converges_reports_survives_hub_faults_and_stops_cleanly() {
+    let sim = Sim::start(SimOptions::default().guests(3).task_ms(100)).expect("simulator");
+    let hub = Hub::start(HubOptions::default().deadline_s(30)).expect("hub");
+    let fx = Fixture::new();
+    let cfg = config(&fx, &sim, &hub, 1, 3);
+    // The hub directs the poll interval (its default is 30 s): ask for 1 s.
+    hub.put_config(HOST, &json!({"poll_interval_s": 1, "jitter_s": 0}))
+        .await
+        .expect("hub config");
+    let notify = NotifySocket::bind(fx.dir.path());
+    let started = Instant::now();
+    let mut agent = spawn_agent(&cfg, &notify, 2_000_000, None);
+
+    hub.put_desired(
+        HOST,
+        &json!({"v": 1, "generation": 1, "guests": [
+            {"vmid": 100, "state": "running", "config": {"memory": 1024, "description": "managed by felhom"}}
+        ]}),
+    )
+    .await
+    .expect("desired");
+
+    // A report within one poll of the agent's start, then convergence of generation 1.
+    let report = wait_report(&hub, Duration::from_secs(30), |r| {
+        r["desired"]["applied_generation"] == json!(1)
+    })
+    .await;
+    let guest = report["guests"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["vmid"] == json!(100)))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(guest["managed"], json!(true), "{report:#}");
+    let client = sim.client(false).expect("client");
+    let vmid = pve::Vmid::new(100).expect("vmid");
+    let cfg100 = client.lxc_config(vmid).await.expect("config");
+    assert_eq!(cfg100.memory, Some(1024), "{cfg100:?}");
+    assert_eq!(cfg100.description.as_deref(), Some("managed by felhom"));
+    assert_eq!(report["versions"]["agent"], env!("CARGO_PKG_VERSION"));
+    let reports_before = report["sent_at"].clone();
+
+    // The hub answers garbage: the agent stays up, keeps the last good state, catches up.
+    hub.admin("POST", "/admin/faults", Some(&json!({"garbage": 2})))
+        .await
+        .expect("fault");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        agent.try_wait().expect("try_wait").is_none(),
+        "agent died on garbage:\n{}",
+        agent_log(&cfg)
+    );
+    // The hub goes down for 3 s: same.
+    hub.admin("POST", "/admin/down", Some(&json!({"ms": 3000})))
+        .await
+        .expect("down");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        agent.try_wait().expect("try_wait").is_none(),
+        "agent died with the hub down:\n{}",
+        agent_log(&cfg)
+    );
+    let after = wait_report(&hub, Duration::from_secs(20), |r| {
+        r["sent_at"] != reports_before && r["desired"]["applied_generation"] == json!(1)
+    })
+    .await;
+    assert_eq!(after["desired"]["applied_generation"], json!(1));
+
+    // What systemd saw: ready, a status line, watchdog pings while healthy.
+    assert_eq!(
+        notify.count("READY=1", started),
+        1,
+        "{:?}",
+        notify.messages.lock().expect("lock")
+    );
+    assert!(notify.count("STATUS=", started) >= 1);
+    assert!(notify.count("WATCHDOG=1", started) >= 3);
+
+    // Clean SIGTERM: exit 0 within the bound, STOPPING=1 sent.
+    sigterm(&agent);
+    let status =
+        wait_exit(&mut agent, Duration::from_secs(25)).expect("agent did not stop within 25 s");
+    assert!(status.success(), "exit {status:?}:\n{}", agent_log(&cfg));
+    assert_eq!(notify.count("STOPPING=1", started), 1);
+    let log = agent_log(&cfg);
+    assert!(
+        !log.contains(&hub.info.api_key) && !log.contains(&sim.info.token),
+        "secret in the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watchdog_stops_feeding_when_the_hub_loop_is_wedged() {
+    let sim = Sim::start(SimOptions::default().guests(1).task_ms(100)).expect("simulator");
+    let hub = Hub::start(HubOptions::default()).expect("hub");
+    hub.put_desired(HOST, &json!({"v": 1, "generation": 1, "guests": []}))
+        .await
+        .expect("desired");
+    let fx = Fixture::new();
+    // poll 1 s, request timeout 1 s: the hub loop counts as wedged after 5 s + 3 s busy.
+    let cfg = config(&fx, &sim, &hub, 1, 1);
+    let notify = NotifySocket::bind(fx.dir.path());
+    let started = Instant::now();
+    let mut agent = spawn_agent(&cfg, &notify, 1_000_000, Some("wedge-hub-collect"));
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let early = notify.count("WATCHDOG=1", started);
+    assert!(
+        early >= 3,
+        "no pings while the loop was still within its allowance ({early})"
+    );
+    // Past the allowance (5 s + 3 × 1 s busy, then the heartbeat's 3 s) the pings stop,
+    // although the process is alive.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let quiet_from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        notify.count("WATCHDOG=1", quiet_from),
+        0,
+        "watchdog still fed while the hub loop is wedged:\n{}",
+        agent_log(&cfg)
+    );
+    assert!(agent.try_wait().expect("try_wait").is_none());
+    assert!(agent_log(&cfg).contains("not feeding the watchdog"));
+    sigterm(&agent);
+    let status = wait_exit(&mut agent, Duration::from_secs(25)).expect("agent did not stop");
+    assert!(status.success(), "exit {status:?}");
+}

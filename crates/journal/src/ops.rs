@@ -1,0 +1,569 @@
+//! The op journal (schema version 2): multi-step operations with per-step state and in-flight
+//! UPIDs, so that a restarted agent can resume or compensate what it was doing.
+//!
+//! The write order is the crash-safety contract the reconcile engine relies on: an op and its
+//! planned steps are inserted first; a step's `intent` is committed *before* its POST; the UPID
+//! right after the POST returns; `done`/`failed` when the task ended; the op is `succeeded`
+//! only when every step is `done`. Each transition is its own transaction on a
+//! `synchronous=FULL` connection, so a crash or a full disk leaves the previous state intact.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use crate::audit::append_in;
+use crate::{Journal, JournalError, NewAuditEntry};
+
+/// Where an op (a sequence of steps on one guest) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpStatus {
+    /// Recorded, no step started.
+    Planned,
+    /// A step has been started.
+    Running,
+    /// Every step done and OK.
+    Succeeded,
+    /// A step failed.
+    Failed,
+    /// Interrupted (crash) and not continued; the engine re-plans from actual state.
+    Abandoned,
+    /// Needs an operator signature before anything runs.
+    PendingSignature,
+}
+
+/// Where one step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Not started.
+    Planned,
+    /// About to be POSTed (committed before the POST).
+    Intent,
+    /// POSTed; `upid` is set for task calls.
+    Posted,
+    /// Finished OK.
+    Done,
+    /// Finished with an error, or never ran.
+    Failed,
+    /// Not run (an earlier step failed or the op was abandoned).
+    Skipped,
+}
+
+/// Whether an op comes from reconciliation or from an operator-signed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// Planned by the reconcile engine.
+    Reconcile,
+    /// A signed one-shot job (`op_id` is the signed op's id).
+    Signed,
+}
+
+macro_rules! words {
+    ($ty:ty { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stored word.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $word),+ }
+            }
+            /// Parses the stored word.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($word => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+words!(OpStatus {
+    Planned => "planned",
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Abandoned => "abandoned",
+    PendingSignature => "pending_signature",
+});
+words!(StepStatus {
+    Planned => "planned",
+    Intent => "intent",
+    Posted => "posted",
+    Done => "done",
+    Failed => "failed",
+    Skipped => "skipped",
+});
+words!(OpKind {
+    Reconcile => "reconcile",
+    Signed => "signed",
+});
+
+impl OpStatus {
+    /// Whether the op will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OpStatus::Succeeded | OpStatus::Failed | OpStatus::Abandoned
+        )
+    }
+}
+
+/// A step to record with a new op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStep {
+    /// `start`, `shutdown`, `stop`, `set_config`, `destroy`.
+    pub kind: String,
+    /// Parameters, a JSON document.
+    pub params: String,
+}
+
+/// An op to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOp {
+    /// Unique id.
+    pub op_id: String,
+    /// Reconcile or signed.
+    pub kind: OpKind,
+    /// The guest.
+    pub vmid: u32,
+    /// The desired-state generation it serves, if any.
+    pub generation: Option<u64>,
+    /// Initial state: `Planned` or `PendingSignature`.
+    pub state: OpStatus,
+    /// Its steps, in order.
+    pub steps: Vec<NewStep>,
+    /// Now, Unix seconds.
+    pub at: i64,
+}
+
+/// A stored step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    /// Position, from 0.
+    pub idx: u32,
+    /// Kind.
+    pub kind: String,
+    /// Parameters (JSON).
+    pub params: String,
+    /// State.
+    pub state: StepStatus,
+    /// The task, once known.
+    pub upid: Option<String>,
+    /// When the intent was recorded.
+    pub intent_at: Option<i64>,
+    /// When the POST returned.
+    pub posted_at: Option<i64>,
+    /// When it ended.
+    pub finished_at: Option<i64>,
+    /// The task's exit status or the error.
+    pub exitstatus: Option<String>,
+}
+
+/// A stored op with its steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpRecord {
+    /// Id.
+    pub op_id: String,
+    /// Kind.
+    pub kind: OpKind,
+    /// Guest.
+    pub vmid: u32,
+    /// Generation served.
+    pub generation: Option<u64>,
+    /// State.
+    pub state: OpStatus,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+    /// Why it failed or was abandoned.
+    pub error: Option<String>,
+    /// Steps in order.
+    pub steps: Vec<StepRecord>,
+}
+
+fn corrupt(key: &str, problem: &str) -> JournalError {
+    JournalError::Corrupt {
+        table: "ops",
+        key: key.to_owned(),
+        problem: problem.to_owned(),
+    }
+}
+
+impl Journal {
+    fn write<T>(
+        &mut self,
+        during: &'static str,
+        audit: Option<&NewAuditEntry>,
+        body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(JournalError::sql(during))?;
+        let out = body(&tx).map_err(JournalError::sql(during))?;
+        if let Some(entry) = audit {
+            append_in(&tx, entry).map_err(JournalError::sql(during))?;
+        }
+        tx.commit().map_err(JournalError::sql(during))?;
+        Ok(out)
+    }
+
+    /// Records a new op with its steps (all `planned`) and `audit`. Returns `false`, writing
+    /// nothing, when an op with this id exists (so a pending op is recorded once).
+    pub fn insert_op(&mut self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, JournalError> {
+        let exists: bool = self
+            .conn
+            .query_row("SELECT 1 FROM ops WHERE op_id = ?1", [&op.op_id], |_| {
+                Ok(true)
+            })
+            .optional()
+            .map_err(JournalError::sql("reading an op"))?
+            .unwrap_or(false);
+        if exists {
+            return Ok(false);
+        }
+        self.write("recording an op", Some(audit), |tx| {
+            tx.execute(
+                "INSERT INTO ops (op_id, kind, vmid, generation, state, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![
+                    op.op_id,
+                    op.kind.as_str(),
+                    op.vmid,
+                    op.generation.map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+                    op.state.as_str(),
+                    op.at
+                ],
+            )?;
+            for (idx, step) in op.steps.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO op_steps (op_id, idx, kind, params, state)
+                     VALUES (?1, ?2, ?3, ?4, 'planned')",
+                    params![op.op_id, idx as i64, step.kind, step.params],
+                )?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// Records a step's intent (before its POST) and marks the op running.
+    pub fn step_intent(
+        &mut self,
+        op_id: &str,
+        idx: u32,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), JournalError> {
+        let planned: bool = self
+            .conn
+            .query_row(
+                "SELECT state = 'planned' FROM op_steps WHERE op_id = ?1 AND idx = ?2",
+                params![op_id, idx],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(JournalError::sql("reading a step"))?
+            .unwrap_or(false);
+        if !planned {
+            return Err(corrupt(op_id, "step is not planned"));
+        }
+        self.write("recording a step's intent", Some(audit), |tx| {
+            tx.execute(
+                "UPDATE op_steps SET state = 'intent', intent_at = ?3
+                 WHERE op_id = ?1 AND idx = ?2",
+                params![op_id, idx, at],
+            )?;
+            tx.execute(
+                "UPDATE ops SET state = 'running', updated_at = ?2 WHERE op_id = ?1",
+                params![op_id, at],
+            )
+        })
+        .map(drop)
+    }
+
+    /// Records that the POST returned, with its UPID (`None` for a synchronous call).
+    pub fn step_posted(
+        &mut self,
+        op_id: &str,
+        idx: u32,
+        upid: Option<&str>,
+        at: i64,
+    ) -> Result<(), JournalError> {
+        self.write("recording a step's task", None, |tx| {
+            tx.execute(
+                "UPDATE op_steps SET state = 'posted', upid = ?3, posted_at = ?4
+                 WHERE op_id = ?1 AND idx = ?2",
+                params![op_id, idx, upid, at],
+            )
+        })
+        .map(drop)
+    }
+
+    /// Records a step's end: `Done`, `Failed` or `Skipped`, with the exit status or error.
+    pub fn step_finished(
+        &mut self,
+        op_id: &str,
+        idx: u32,
+        state: StepStatus,
+        exitstatus: Option<&str>,
+        at: i64,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), JournalError> {
+        self.write("recording a step's end", audit, |tx| {
+            tx.execute(
+                "UPDATE op_steps SET state = ?3, exitstatus = ?4, finished_at = ?5
+                 WHERE op_id = ?1 AND idx = ?2",
+                params![op_id, idx, state.as_str(), exitstatus, at],
+            )
+        })
+        .map(drop)
+    }
+
+    /// Finishes an op. Steps still `planned` become `skipped`. `Succeeded` is refused unless
+    /// every step is `done`: "applied" is never recorded after a partial failure.
+    pub fn finish_op(
+        &mut self,
+        op_id: &str,
+        state: OpStatus,
+        error: Option<&str>,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), JournalError> {
+        if state == OpStatus::Succeeded {
+            let not_done: i64 = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM op_steps WHERE op_id = ?1 AND state != 'done'",
+                    [op_id],
+                    |r| r.get(0),
+                )
+                .map_err(JournalError::sql("reading an op's steps"))?;
+            if not_done > 0 {
+                return Err(corrupt(op_id, "cannot succeed with steps not done"));
+            }
+        }
+        self.write("finishing an op", Some(audit), |tx| {
+            tx.execute(
+                "UPDATE op_steps SET state = 'skipped', finished_at = ?2
+                 WHERE op_id = ?1 AND state = 'planned'",
+                params![op_id, at],
+            )?;
+            tx.execute(
+                "UPDATE ops SET state = ?2, error = ?3, updated_at = ?4 WHERE op_id = ?1",
+                params![op_id, state.as_str(), error, at],
+            )
+        })
+        .map(drop)
+    }
+
+    /// One op with its steps.
+    pub fn op(&self, op_id: &str) -> Result<Option<OpRecord>, JournalError> {
+        Ok(self
+            .ops_where("op_id = ?1", params![op_id])?
+            .into_iter()
+            .next())
+    }
+
+    /// Ops that are not final and not pending a signature: what recovery must resume.
+    pub fn unfinished_ops(&self) -> Result<Vec<OpRecord>, JournalError> {
+        self.ops_where("state IN ('planned', 'running')", params![])
+    }
+
+    /// Ops waiting for an operator signature.
+    pub fn pending_ops(&self) -> Result<Vec<OpRecord>, JournalError> {
+        self.ops_where("state = 'pending_signature'", params![])
+    }
+
+    /// Every op of a guest, oldest first.
+    pub fn ops_of(&self, vmid: u32) -> Result<Vec<OpRecord>, JournalError> {
+        self.ops_where("vmid = ?1", params![vmid])
+    }
+
+    fn ops_where(
+        &self,
+        condition: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<OpRecord>, JournalError> {
+        let during = "reading ops";
+        let sql = format!(
+            "SELECT op_id, kind, vmid, generation, state, created_at, updated_at, error
+             FROM ops WHERE {condition} ORDER BY created_at, rowid"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(JournalError::sql(during))?;
+        type Row = (
+            String,
+            String,
+            u32,
+            Option<i64>,
+            String,
+            i64,
+            i64,
+            Option<String>,
+        );
+        let rows: Vec<Row> = stmt
+            .query_map(args, |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .map_err(JournalError::sql(during))?
+            .collect::<Result<_, _>>()
+            .map_err(JournalError::sql(during))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (op_id, kind, vmid, generation, state, created_at, updated_at, error) in rows {
+            let kind = OpKind::parse(&kind).ok_or_else(|| corrupt(&op_id, "unknown kind"))?;
+            let state = OpStatus::parse(&state).ok_or_else(|| corrupt(&op_id, "unknown state"))?;
+            let steps = self.steps(&op_id)?;
+            out.push(OpRecord {
+                op_id,
+                kind,
+                vmid,
+                generation: generation.map(|g| u64::try_from(g).unwrap_or(0)),
+                state,
+                created_at,
+                updated_at,
+                error,
+                steps,
+            });
+        }
+        Ok(out)
+    }
+
+    fn steps(&self, op_id: &str) -> Result<Vec<StepRecord>, JournalError> {
+        let during = "reading op steps";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT idx, kind, params, state, upid, intent_at, posted_at, finished_at,
+                        exitstatus
+                 FROM op_steps WHERE op_id = ?1 ORDER BY idx",
+            )
+            .map_err(JournalError::sql(during))?;
+        let rows = stmt
+            .query_map([op_id], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })
+            .map_err(JournalError::sql(during))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (idx, kind, params, state, upid, intent_at, posted_at, finished_at, exitstatus) =
+                row.map_err(JournalError::sql(during))?;
+            let state =
+                StepStatus::parse(&state).ok_or_else(|| corrupt(op_id, "unknown step state"))?;
+            out.push(StepRecord {
+                idx,
+                kind,
+                params,
+                state,
+                upid,
+                intent_at,
+                posted_at,
+                finished_at,
+                exitstatus,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit() -> NewAuditEntry {
+        NewAuditEntry {
+            at: 1,
+            kind: "op".to_owned(),
+            actor: None,
+            action: None,
+            target: None,
+            op_id: None,
+            outcome: "x".to_owned(),
+            reason: None,
+            detail: None,
+        }
+    }
+
+    fn two_step(op_id: &str) -> NewOp {
+        NewOp {
+            op_id: op_id.to_owned(),
+            kind: OpKind::Reconcile,
+            vmid: 101,
+            generation: Some(3),
+            state: OpStatus::Planned,
+            steps: vec![
+                NewStep {
+                    kind: "shutdown".into(),
+                    params: "{}".into(),
+                },
+                NewStep {
+                    kind: "set_config".into(),
+                    params: r#"{"hostname":"a"}"#.into(),
+                },
+            ],
+            at: 5,
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_recovery_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert!(j.insert_op(&two_step("op-1"), &audit()).unwrap());
+        assert!(!j.insert_op(&two_step("op-1"), &audit()).unwrap());
+        j.step_intent("op-1", 0, 6, &audit()).unwrap();
+        j.step_posted("op-1", 0, Some("UPID:x"), 7).unwrap();
+        let open = j.unfinished_ops().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].state, OpStatus::Running);
+        assert_eq!(open[0].steps[0].upid.as_deref(), Some("UPID:x"));
+        assert_eq!(open[0].steps[1].state, StepStatus::Planned);
+        j.step_finished("op-1", 0, StepStatus::Done, Some("OK"), 8, None)
+            .unwrap();
+        // Not every step done: "succeeded" is refused.
+        assert!(j
+            .finish_op("op-1", OpStatus::Succeeded, None, 9, &audit())
+            .is_err());
+        j.finish_op("op-1", OpStatus::Abandoned, Some("crash"), 9, &audit())
+            .unwrap();
+        let op = j.op("op-1").unwrap().unwrap();
+        assert_eq!(op.state, OpStatus::Abandoned);
+        assert_eq!(op.steps[1].state, StepStatus::Skipped);
+        assert!(j.unfinished_ops().unwrap().is_empty());
+        assert_eq!(j.ops_of(101).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn intent_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.insert_op(&two_step("op-2"), &audit()).unwrap();
+        j.step_intent("op-2", 0, 6, &audit()).unwrap();
+        assert!(j.step_intent("op-2", 0, 6, &audit()).is_err());
+    }
+
+    #[test]
+    fn pending_ops_are_listed_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let mut op = two_step("pending-1");
+        op.state = OpStatus::PendingSignature;
+        j.insert_op(&op, &audit()).unwrap();
+        assert!(j.unfinished_ops().unwrap().is_empty());
+        assert_eq!(j.pending_ops().unwrap().len(), 1);
+        j.finish_op("pending-1", OpStatus::Abandoned, None, 9, &audit())
+            .unwrap();
+        assert!(j.pending_ops().unwrap().is_empty());
+    }
+}

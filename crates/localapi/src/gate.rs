@@ -1,0 +1,514 @@
+//! The gate every request passes before a handler runs, and the audit record after it.
+//!
+//! In order: authenticate the bearer token (401; failures are rate-limited per client address),
+//! check the token's guest still exists (else revoke its tokens, 401), charge the token's rate
+//! limit (429), refuse any query parameter (400 `unexpected_parameter`), read the body within
+//! the size limit (413) and the body timeout (408), refuse any body field the route does not
+//! take (400 `unexpected_parameter`), then run the handler within its time bound (504). Every
+//! call, refused or not, ends in exactly one [`AuditEvent`].
+//!
+//! Nothing here logs the Authorization header, the token or raw client bytes: parameter names
+//! and snapshot names go through [`printable`] first.
+
+use std::future::poll_fn;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use pve::SnapshotName;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use crate::ports::AuditEvent;
+use crate::reply::{ApiError, Code, Outcome};
+use crate::routes::{AppState, Caller, ROUTES};
+use crate::token;
+
+/// Body fields each route takes; every other field is refused.
+fn allowed_fields(route: &str) -> &'static [&'static str] {
+    match route {
+        "POST /snapshot" | "POST /rollback" => &["name"],
+        _ => &[],
+    }
+}
+
+/// `"POST /snapshot"` for a route, `"other"` for anything else (no client bytes in labels).
+fn route_label(method: &Method, path: &str) -> &'static str {
+    const LABELS: [&str; 7] = [
+        "GET /storage",
+        "POST /snapshot",
+        "POST /rollback",
+        "POST /backup",
+        "GET /backup/due",
+        "GET /backup/status",
+        "GET /restore-test/status",
+    ];
+    ROUTES
+        .iter()
+        .zip(LABELS)
+        .find(|((m, p), _)| *m == method.as_str() && *p == path)
+        .map(|(_, label)| label)
+        .unwrap_or("other")
+}
+
+/// Parameter names that try to pick a guest (or the host, or storage): a compromised
+/// controller probing beyond its own guest. Such attempts are flagged in the audit event.
+pub(crate) fn looks_like_guest_id(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    const EXACT: [&str; 14] = [
+        "id",
+        "vm",
+        "ct",
+        "lxc",
+        "node",
+        "host",
+        "target",
+        "storage",
+        "pool",
+        "container",
+        "guest",
+        "guests",
+        "vmids",
+        "uuid",
+    ];
+    EXACT.contains(&n.as_str())
+        || n.contains("vmid")
+        || n.contains("guest")
+        || (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A client-supplied name, safe for a log line: short names of plain characters as they are,
+/// anything else only by length (a pasted token is 85 bytes and never printed).
+pub(crate) fn printable(name: &str) -> String {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if plain && name.len() <= 24 {
+        name.to_owned()
+    } else {
+        format!("<{} bytes>", name.len())
+    }
+}
+
+/// The middleware.
+pub(crate) async fn gate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = route_label(req.method(), req.uri().path());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let span = tracing::info_span!(
+        "local_api",
+        route,
+        token_id = tracing::field::Empty,
+        vmid = tracing::field::Empty
+    );
+    async move {
+        let mut caller = None;
+        let resp = match admit(&app, route, peer, req, &mut caller).await {
+            Ok(req) => {
+                let bound = if route == "POST /snapshot" {
+                    app.limits.snapshot_wait
+                } else {
+                    app.limits.request_timeout
+                };
+                match tokio::time::timeout(bound, next.run(req)).await {
+                    Ok(resp) => resp,
+                    Err(_) => ApiError::new(Code::Timeout, "operation outlasted its bound")
+                        .into_response(),
+                }
+            }
+            Err(err) => err.into_response(),
+        };
+        finish(&app, route, peer, caller, resp)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn admit(
+    app: &AppState,
+    route: &'static str,
+    peer: Option<IpAddr>,
+    req: Request,
+    caller_out: &mut Option<Caller>,
+) -> Result<Request, ApiError> {
+    let caller = authenticate(app, peer, req.headers()).await?;
+    *caller_out = Some(caller);
+    let span = tracing::Span::current();
+    span.record("token_id", tracing::field::display(caller.token_id));
+    span.record("vmid", caller.vmid.get());
+
+    let now = app.ports.clock.monotonic();
+    if let Err(wait) = app.per_token.check(caller.token_id, now) {
+        return Err(ApiError::new(Code::RateLimited, "token rate limit").retry_after(wait));
+    }
+
+    if let Some(query) = req.uri().query().filter(|q| !q.is_empty()) {
+        return Err(unexpected_query(query));
+    }
+
+    let (mut parts, body) = req.into_parts();
+    let bytes = read_body(&parts.headers, body, &app.limits).await?;
+    check_body_fields(route, &bytes)?;
+    parts.extensions.insert(caller);
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+async fn authenticate(
+    app: &AppState,
+    peer: Option<IpAddr>,
+    // Headers, not the request: the body is not `Sync`, and this future must be `Send`.
+    headers: &axum::http::HeaderMap,
+) -> Result<Caller, ApiError> {
+    let refuse = |detail: &str| -> ApiError {
+        // Failed authentication is charged to the address, never to a claimed token id.
+        if let Err(wait) = app.per_peer.check(peer, app.ports.clock.monotonic()) {
+            return ApiError::new(Code::RateLimited, format!("{detail}; address rate limit"))
+                .retry_after(wait);
+        }
+        ApiError::new(Code::Unauthorized, detail)
+    };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(refuse("no authorization header"));
+    };
+    let presented = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(token::parse);
+    let Some(presented) = presented else {
+        return Err(refuse("malformed bearer token"));
+    };
+    let tokens = app.ports.tokens.as_ref();
+    let record = match token::verify(tokens, &presented) {
+        Ok(Ok(record)) => record,
+        Ok(Err(refusal)) => {
+            return Err(refuse(&format!(
+                "{} (token id {})",
+                refusal.as_str(),
+                presented.id
+            )))
+        }
+        Err(err) => {
+            tracing::error!(error = %crate::ErrorChain(&err), "token lookup failed");
+            return Err(ApiError::new(Code::Internal, "token store failed"));
+        }
+    };
+    let exists = app
+        .ports
+        .view
+        .guest_exists(record.vmid)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %crate::ErrorChain(&err), "guest lookup failed");
+            ApiError::new(Code::Internal, "guest lookup failed")
+        })?;
+    if !exists {
+        // A destroyed guest's tokens are dead for good, even if its vmid is reused later.
+        let revoked = token::revoke_guest(tokens, app.ports.clock.as_ref(), record.vmid);
+        if let Err(err) = &revoked {
+            tracing::error!(error = %crate::ErrorChain(err), "revoking a destroyed guest's tokens failed");
+        }
+        return Err(refuse(&format!(
+            "guest {} no longer exists; its tokens are revoked",
+            record.vmid.get()
+        )));
+    }
+    Ok(Caller {
+        token_id: record.id,
+        vmid: record.vmid,
+    })
+}
+
+fn unexpected_query(query: &str) -> ApiError {
+    let names: Vec<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .map(|pairs| pairs.into_iter().map(|(k, _)| k).collect())
+        .unwrap_or_default();
+    let guest = names.iter().any(|n| looks_like_guest_id(n));
+    let shown: Vec<String> = names.iter().take(8).map(|n| printable(n)).collect();
+    ApiError::new(
+        Code::UnexpectedParameter,
+        format!("query parameters {shown:?} refused; routes take none"),
+    )
+    .guest_id_attempt(guest)
+}
+
+/// Reads the whole body, at most `body_max_bytes`, within `body_timeout`.
+async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    limits: &crate::routes::Limits,
+) -> Result<Bytes, ApiError> {
+    let max = limits.body_max_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!("declared body over {max} bytes"),
+        ));
+    }
+    match tokio::time::timeout(limits.body_timeout, collect_limited(body, max)).await {
+        Err(_) => Err(ApiError::client_timeout(format!(
+            "body not received within {:?}",
+            limits.body_timeout
+        ))),
+        Ok(Err(BodyError::TooLarge)) => Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!("body over {max} bytes"),
+        )),
+        Ok(Err(BodyError::Read)) => Err(ApiError::new(Code::BadRequest, "body read failed")),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+async fn collect_limited(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
+    let mut buf = Vec::new();
+    loop {
+        match poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            None => return Ok(Bytes::from(buf)),
+            Some(Err(_)) => return Err(BodyError::Read),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > max {
+                        return Err(BodyError::TooLarge);
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+fn json_object(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::new(Code::BadRequest, "body is not a json object")),
+        Err(_) => Err(ApiError::new(Code::BadRequest, "body is not json")),
+    }
+}
+
+fn check_body_fields(route: &str, bytes: &Bytes) -> Result<(), ApiError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let map = json_object(bytes)?;
+    let allowed = allowed_fields(route);
+    let unexpected: Vec<&String> = map
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect();
+    if unexpected.is_empty() {
+        return Ok(());
+    }
+    let guest = unexpected.iter().any(|k| looks_like_guest_id(k));
+    let shown: Vec<String> = unexpected.iter().take(8).map(|k| printable(k)).collect();
+    Err(ApiError::new(
+        Code::UnexpectedParameter,
+        format!("body fields {shown:?} refused by {route}"),
+    )
+    .guest_id_attempt(guest))
+}
+
+/// `{"name": "…"}` with a name PVE accepts (pve-configid, 2 to 40 characters, not `current`
+/// or `vzdump`). Path tricks (`../x`, `a/b`, `%2e%2e`) and look-alike Unicode fail that rule.
+pub(crate) fn snapshot_name(bytes: &Bytes) -> Result<SnapshotName, ApiError> {
+    let map = json_object(bytes)?;
+    let Some(Value::String(name)) = map.get("name") else {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "body needs a string \"name\"",
+        ));
+    };
+    name.parse().map_err(|_| {
+        ApiError::new(
+            Code::BadRequest,
+            format!("snapshot name {} breaks proxmox's rule", printable(name)),
+        )
+    })
+}
+
+/// The body of `POST /backup`: empty or `{}` (fields were refused by the gate already).
+pub(crate) fn empty_object(bytes: &Bytes) -> Result<(), ApiError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    json_object(bytes).map(drop)
+}
+
+fn finish(
+    app: &AppState,
+    route: &'static str,
+    peer: Option<IpAddr>,
+    caller: Option<Caller>,
+    mut resp: Response,
+) -> Response {
+    let status = resp.status();
+    let outcome = resp
+        .extensions_mut()
+        .remove::<Outcome>()
+        .unwrap_or(Outcome {
+            // Only hyper/axum's own answers lack an outcome (none expected); audit them by status.
+            code: if status.is_success() { "ok" } else { "other" },
+            detail: None,
+            guest_id_attempt: false,
+        });
+    let event = AuditEvent {
+        at: app.ports.clock.now(),
+        token_id: caller.map(|c| c.token_id),
+        vmid: caller.map(|c| c.vmid),
+        route: route.to_owned(),
+        status: status.as_u16(),
+        outcome: outcome.code,
+        detail: outcome.detail.clone(),
+        guest_id_attempt: outcome.guest_id_attempt,
+        peer,
+    };
+    let detail = outcome.detail.as_deref().unwrap_or("");
+    if outcome.guest_id_attempt {
+        tracing::warn!(
+            status = status.as_u16(),
+            outcome = outcome.code,
+            detail,
+            "local api call tried to name a guest"
+        );
+    } else if status.is_server_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            outcome = outcome.code,
+            detail,
+            "local api call failed"
+        );
+    } else if status.is_client_error() {
+        tracing::info!(
+            status = status.as_u16(),
+            outcome = outcome.code,
+            detail,
+            "local api call refused"
+        );
+    } else {
+        tracing::debug!(
+            status = status.as_u16(),
+            outcome = outcome.code,
+            "local api call"
+        );
+    }
+    app.ports.audit.record(event);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_its_label() {
+        for (m, p) in ROUTES {
+            let method: Method = m.parse().unwrap();
+            assert_eq!(route_label(&method, p), format!("{m} {p}"));
+        }
+    }
+
+    #[test]
+    fn labels_are_fixed_strings() {
+        assert_eq!(
+            route_label(&Method::GET, "/backup/status"),
+            "GET /backup/status"
+        );
+        assert_eq!(route_label(&Method::POST, "/backup/status"), "other");
+        assert_eq!(route_label(&Method::GET, "/backup/status/"), "other");
+        assert_eq!(route_label(&Method::GET, "/../storage"), "other");
+    }
+
+    #[test]
+    fn guest_like_names() {
+        for n in [
+            "vmid",
+            "VMID",
+            "vmids",
+            "target_vmid",
+            "guest",
+            "guest_id",
+            "id",
+            "node",
+            "101",
+            "storage",
+        ] {
+            assert!(looks_like_guest_id(n), "{n}");
+        }
+        for n in ["name", "force", "description", "x"] {
+            assert!(!looks_like_guest_id(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn printable_hides_long_or_odd_names() {
+        assert_eq!(printable("vmid"), "vmid");
+        assert_eq!(printable("a/b"), "<3 bytes>");
+        let token = format!("fla_{}_{}", "0".repeat(16), "a".repeat(64));
+        assert_eq!(printable(&token), "<85 bytes>");
+    }
+
+    #[test]
+    fn snapshot_names_follow_pve_rule() {
+        let ok = |s: &str| {
+            snapshot_name(&Bytes::from(format!(
+                "{{\"name\":{}}}",
+                serde_json::to_string(s).unwrap()
+            )))
+        };
+        assert_eq!(ok("pre-deploy_1").unwrap().as_str(), "pre-deploy_1");
+        for bad in [
+            "../x",
+            "a/b",
+            "%2e%2e",
+            "..",
+            "x",
+            "current",
+            "vzdump",
+            "ѕnap",
+            "snap\u{0}",
+            "snap name",
+            "1snap",
+            &"a".repeat(41),
+        ] {
+            assert!(ok(bad).is_err(), "{bad:?}");
+        }
+        assert!(snapshot_name(&Bytes::from_static(b"{\"name\":5}")).is_err());
+        assert!(snapshot_name(&Bytes::from_static(b"[]")).is_err());
+        assert!(snapshot_name(&Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn body_fields_are_checked_per_route() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        assert!(check_body_fields("POST /snapshot", &b(r#"{"name":"a1"}"#)).is_ok());
+        let err =
+            check_body_fields("POST /snapshot", &b(r#"{"name":"a1","vmid":102}"#)).unwrap_err();
+        assert_eq!(err.code, Code::UnexpectedParameter);
+        assert!(err.guest_id_attempt);
+        let err = check_body_fields("POST /backup", &b(r#"{"force":true}"#)).unwrap_err();
+        assert_eq!(err.code, Code::UnexpectedParameter);
+        assert!(!err.guest_id_attempt);
+        assert!(check_body_fields("GET /storage", &b("")).is_ok());
+        assert_eq!(
+            check_body_fields("GET /storage", &b("nope"))
+                .unwrap_err()
+                .code,
+            Code::BadRequest
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! Desired state v1 (DESIGN.md §4.2a; docs/desired-state-v1.md): the model, a strict parser,
+//! and the canonical form whose SHA-256 decides "same generation, different content".
+//!
+//! `{"v":1,"generation":N,"guests":[{"vmid":101,"state":"running"|"stopped","config":{…}}]}`.
+//! Unknown fields inside a guest, a config key outside the allowlist, a `netN` with `hwaddr`,
+//! a duplicate vmid: the whole document is rejected (the last accepted one stays in force).
+//! Unknown *top-level* sections are ignored with a warning, because later capabilities add
+//! `storage` and `controller`; `backup` is read by the local API and not warned about.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::normalize;
+
+/// The largest desired-state document accepted.
+pub const MAX_DESIRED_BYTES: usize = 4 << 20;
+
+/// The top-level keys v1 knows.
+const KNOWN_TOP: &[&str] = &["v", "generation", "guests"];
+/// Top-level sections another part of the agent reads from the accepted state: kept in the
+/// canonical form like any other, but not warned about. `backup` is read by the local API
+/// (`felhom-agent/src/localapi_wiring.rs`, docs/desired-state-v1.md), which validates it.
+const READ_ELSEWHERE: &[&str] = &["backup"];
+/// The keys of a guest entry.
+const GUEST_KEYS: &[&str] = &["vmid", "state", "config"];
+
+/// `running` or `stopped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PowerState {
+    /// Should run.
+    Running,
+    /// Should be stopped.
+    Stopped,
+}
+
+impl PowerState {
+    /// The JSON word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::Running => "running",
+            PowerState::Stopped => "stopped",
+        }
+    }
+}
+
+/// One guest of the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredGuest {
+    /// Guest id.
+    pub vmid: u32,
+    /// Power state.
+    pub state: PowerState,
+    /// Allowlisted options, canonical (see [`normalize`]).
+    pub config: BTreeMap<String, String>,
+}
+
+impl DesiredGuest {
+    /// A digest of `config`, to know when a cached actual config must be re-read.
+    pub fn config_hash(&self) -> u64 {
+        let mut h = Sha256::new();
+        for (k, v) in &self.config {
+            h.update(k.as_bytes());
+            h.update([0]);
+            h.update(v.as_bytes());
+            h.update([0]);
+        }
+        let d = h.finalize();
+        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+}
+
+/// A parsed, validated desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredState {
+    /// Generation; only grows.
+    pub generation: u64,
+    /// Guests by vmid.
+    pub guests: BTreeMap<u32, DesiredGuest>,
+    /// Top-level sections this version ignores.
+    pub ignored_sections: Vec<String>,
+    /// The canonical JSON text.
+    pub canonical: String,
+    /// SHA-256 (hex) of `canonical`.
+    pub sha256: String,
+}
+
+/// Why a document was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesiredError {
+    /// Not a JSON object, or too large.
+    #[error("desired state is not a JSON document: {problem}")]
+    NotJson {
+        /// What is wrong.
+        problem: String,
+    },
+    /// A field is missing, unknown or invalid.
+    #[error("desired state {path}: {problem}")]
+    Field {
+        /// Where, e.g. `guests[2].config.rootfs`.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn field(path: impl Into<String>, problem: impl Into<String>) -> DesiredError {
+    DesiredError::Field {
+        path: path.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Parses and validates a desired-state document.
+pub fn parse(bytes: &[u8]) -> Result<DesiredState, DesiredError> {
+    if bytes.len() > MAX_DESIRED_BYTES {
+        return Err(DesiredError::NotJson {
+            problem: format!("larger than {MAX_DESIRED_BYTES} bytes"),
+        });
+    }
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| DesiredError::NotJson {
+        problem: e.to_string(),
+    })?;
+    let Value::Object(top) = doc else {
+        return Err(DesiredError::NotJson {
+            problem: "not an object".into(),
+        });
+    };
+    match top.get("v") {
+        Some(v) if v.as_u64() == Some(1) => {}
+        Some(v) => return Err(field("v", format!("version {v} is not supported (only 1)"))),
+        None => return Err(field("v", "missing")),
+    }
+    let generation = top
+        .get("generation")
+        .ok_or_else(|| field("generation", "missing"))?
+        .as_u64()
+        .ok_or_else(|| field("generation", "must be a non-negative integer"))?;
+    let list = match top.get("guests") {
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(field("guests", "must be a list")),
+        None => return Err(field("guests", "missing")),
+    };
+    let mut guests = BTreeMap::new();
+    for (i, entry) in list.iter().enumerate() {
+        let guest = parse_guest(&format!("guests[{i}]"), entry)?;
+        if guests.insert(guest.vmid, guest).is_some() {
+            return Err(field(format!("guests[{i}].vmid"), "duplicate vmid"));
+        }
+    }
+    let mut ignored_sections: Vec<String> = top
+        .keys()
+        .filter(|k| !KNOWN_TOP.contains(&k.as_str()) && !READ_ELSEWHERE.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    ignored_sections.sort();
+    let canonical = canonical_json(generation, &guests, &top);
+    let sha256 = hex::encode(Sha256::digest(canonical.as_bytes()));
+    Ok(DesiredState {
+        generation,
+        guests,
+        ignored_sections,
+        canonical,
+        sha256,
+    })
+}
+
+fn parse_guest(path: &str, entry: &Value) -> Result<DesiredGuest, DesiredError> {
+    let Value::Object(obj) = entry else {
+        return Err(field(path, "must be an object"));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !GUEST_KEYS.contains(&k.as_str())) {
+        return Err(field(
+            format!("{path}.{unknown}"),
+            "unknown field (a guest has only vmid, state, config)",
+        ));
+    }
+    let vmid = obj
+        .get("vmid")
+        .and_then(Value::as_u64)
+        .filter(|v| (100..=999_999_999).contains(v))
+        .ok_or_else(|| field(format!("{path}.vmid"), "must be an integer 100..999999999"))?;
+    let vmid = u32::try_from(vmid).map_err(|_| field(format!("{path}.vmid"), "out of range"))?;
+    let state = match obj.get("state").and_then(Value::as_str) {
+        Some("running") => PowerState::Running,
+        Some("stopped") => PowerState::Stopped,
+        _ => {
+            return Err(field(
+                format!("{path}.state"),
+                "must be \"running\" or \"stopped\"",
+            ))
+        }
+    };
+    let mut config = BTreeMap::new();
+    match obj.get("config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                let canonical = normalize::canonical_desired(key, value)
+                    .map_err(|problem| field(format!("{path}.config.{key}"), problem))?;
+                config.insert(key.clone(), canonical);
+            }
+        }
+        Some(_) => return Err(field(format!("{path}.config"), "must be an object")),
+    }
+    Ok(DesiredGuest {
+        vmid,
+        state,
+        config,
+    })
+}
+
+/// `{"generation":N,"guests":[…by vmid, keys sorted…],"v":1,…ignored sections, keys sorted}`.
+fn canonical_json(
+    generation: u64,
+    guests: &BTreeMap<u32, DesiredGuest>,
+    top: &Map<String, Value>,
+) -> String {
+    let mut doc = BTreeMap::new();
+    doc.insert("v".to_owned(), Value::from(1));
+    doc.insert("generation".to_owned(), Value::from(generation));
+    let list: Vec<Value> = guests
+        .values()
+        .map(|g| {
+            let config: Map<String, Value> = g
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let mut m = Map::new();
+            m.insert("config".into(), Value::Object(config));
+            m.insert("state".into(), Value::from(g.state.as_str()));
+            m.insert("vmid".into(), Value::from(g.vmid));
+            Value::Object(m)
+        })
+        .collect();
+    doc.insert("guests".to_owned(), Value::Array(list));
+    for (k, v) in top {
+        if !KNOWN_TOP.contains(&k.as_str()) {
+            doc.insert(k.clone(), sorted(v));
+        }
+    }
+    let mut out = String::from("{");
+    for (i, (k, v)) in doc.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        out.push_str(&sorted(v).to_string());
+    }
+    out.push('}');
+    out
+}
+
+/// A copy with every object's keys in sorted order (serde_json here preserves insertion order).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(v: Value) -> Result<DesiredState, DesiredError> {
+        parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn parses_a_full_document() {
+        let d = doc(json!({"v":1,"generation":7,"guests":[
+            {"vmid":101,"state":"running","config":{"hostname":"web","memory":1024,"onboot":true,
+             "net0":"name=eth0,bridge=vmbr0,ip=dhcp"}},
+            {"vmid":102,"state":"stopped"}
+        ]}))
+        .unwrap();
+        assert_eq!(d.generation, 7);
+        assert_eq!(d.guests[&101].config["onboot"], "1");
+        assert_eq!(d.guests[&102].state, PowerState::Stopped);
+        assert!(d.guests[&102].config.is_empty());
+        assert_eq!(d.sha256.len(), 64);
+    }
+
+    #[test]
+    fn equivalent_documents_hash_alike_and_different_ones_do_not() {
+        let a = doc(json!({"v":1,"generation":3,"guests":[
+            {"vmid":102,"state":"stopped"},
+            {"vmid":101,"state":"running","config":{"onboot":1,"memory":"512","description":"x\n"}}]}))
+        .unwrap();
+        let b = doc(json!({"generation":3,"v":1,"guests":[
+            {"config":{"description":"x","memory":512,"onboot":true},"state":"running","vmid":101},
+            {"vmid":102,"state":"stopped","config":{}}]}))
+        .unwrap();
+        assert_eq!(a.sha256, b.sha256);
+        let c = doc(json!({"v":1,"generation":3,"guests":[
+            {"vmid":101,"state":"running","config":{"onboot":1,"memory":"512","description":"x"}}]}))
+        .unwrap();
+        assert_ne!(a.sha256, c.sha256);
+    }
+
+    #[test]
+    fn strictness() {
+        let bad = [
+            (json!({"v":2,"generation":1,"guests":[]}), "v"),
+            (json!({"v":1,"guests":[]}), "generation"),
+            (json!({"v":1,"generation":-1,"guests":[]}), "generation"),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"running","scratch":true}]}),
+                "guests[0].scratch",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"paused"}]}),
+                "guests[0].state",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"running","config":{"rootfs":"x"}}]}),
+                "guests[0].config.rootfs",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"running","config":{"mp0":"x"}}]}),
+                "guests[0].config.mp0",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"running","config":{"protection":0}}]}),
+                "guests[0].config.protection",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"running","config":{"net0":"name=eth0,hwaddr=BC:24:11:00:00:01"}}]}),
+                "guests[0].config.net0",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"running"},{"vmid":101,"state":"stopped"}]}),
+                "guests[1].vmid",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[{"vmid":99,"state":"running"}]}),
+                "guests[0].vmid",
+            ),
+        ];
+        for (d, path) in bad {
+            match doc(d.clone()) {
+                Err(DesiredError::Field { path: p, .. }) => assert_eq!(p, path, "{d}"),
+                other => panic!("{d}: {other:?}"),
+            }
+        }
+        assert!(parse(b"[1]").is_err());
+        assert!(parse(b"{").is_err());
+    }
+
+    #[test]
+    fn unknown_top_level_sections_are_ignored_but_hashed() {
+        let d = doc(json!({"v":1,"generation":1,"guests":[],"storage":{"b":1,"a":2}})).unwrap();
+        assert_eq!(d.ignored_sections, vec!["storage".to_owned()]);
+        let e = doc(json!({"v":1,"generation":1,"guests":[],"storage":{"a":2,"b":1}})).unwrap();
+        assert_eq!(d.sha256, e.sha256);
+        let f = doc(json!({"v":1,"generation":1,"guests":[]})).unwrap();
+        assert_ne!(d.sha256, f.sha256);
+    }
+
+    #[test]
+    fn the_backup_section_is_kept_without_a_warning() {
+        let d = doc(json!({"v":1,"generation":1,"guests":[],
+            "backup":{"guests":{"101":{"schedule":"daily","target":"t1","keep_last":3}}}}))
+        .unwrap();
+        assert!(d.ignored_sections.is_empty());
+        assert!(d.canonical.contains(r#""backup":{"guests":{"101":"#));
+    }
+}

@@ -1,0 +1,726 @@
+//! The engine: the level-triggered reconcile loop (STYLE.md "The loop").
+//!
+//! `reconcile()` never learns *why* it runs: it reads actual state, plans against the last
+//! accepted desired state, classifies, runs benign ops through the per-guest queues and records
+//! pending signatures, then returns when to run again. Inputs arrive on channels so any source
+//! can feed it: a `watch` of raw desired-state documents (the local file today, the hub later)
+//! and an `mpsc` of verified signed ops. What the hub report needs is published on a `watch` of
+//! [`EngineStatus`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authz::VerifiedOp;
+use journal::{NewDesiredState, NewOp, NewStep, OpKind, OpStatus};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::actual::{Actual, ConfigCache};
+use crate::classify::{classify, Class};
+use crate::desired::{self, DesiredState};
+use crate::exec::{audit, now, ExecError, Executor, OpSpec};
+use crate::jobs::{self, JobOutcome};
+use crate::plan::{self, Note, Step};
+use crate::ports::{Proxmox, ProxmoxError, Store};
+use crate::queue::{GuestQueues, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
+use crate::recover;
+
+/// How long `/cluster/resources` may lag behind a change (pve-api-notes §2.2: ~10 s on a real
+/// node); guests mutated more recently are read with `status/current`.
+const LIST_LAG: Duration = Duration::from_secs(15);
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Run a cycle at least this often.
+    pub resync: Duration,
+    /// Guests mutated in parallel.
+    pub parallel: usize,
+    /// Ops queued per guest before "busy".
+    pub queue_depth: usize,
+    /// First retry delay of a failing guest.
+    pub backoff_min: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            resync: Duration::from_secs(10),
+            parallel: DEFAULT_PARALLEL,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            backoff_min: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A raw desired-state document and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredInput {
+    /// The bytes.
+    pub bytes: Arc<[u8]>,
+    /// `file:/path`, `hub`, …
+    pub source: String,
+}
+
+/// What happened to a desired-state document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Ingest {
+    /// Newer generation: stored and in force.
+    Accepted {
+        /// Its generation.
+        generation: u64,
+    },
+    /// The same document as the one in force.
+    Unchanged,
+    /// Older generation: ignored.
+    Ignored {
+        /// Its generation.
+        generation: u64,
+        /// The one in force.
+        current: u64,
+    },
+    /// Invalid, or same generation with different content: rejected, the old one stays.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A destroy (or other destructive step) waiting for an operator signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingStep {
+    /// The guest.
+    pub vmid: u32,
+    /// The step (`destroy`).
+    pub step: String,
+    /// The action an operator must sign (`guest.destroy`).
+    pub action: String,
+    /// The target to sign (`vmid:101`).
+    pub target: String,
+    /// Why it was planned.
+    pub reason: String,
+}
+
+/// What the engine reports (for the hub report and `plan`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EngineStatus {
+    /// Cycles run.
+    pub cycle: u64,
+    /// The generation in force.
+    pub generation: Option<u64>,
+    /// Steps waiting for a signature.
+    pub pending_signature: Vec<PendingStep>,
+    /// Per-guest reconcile errors (also locked / missing guests).
+    pub errors: BTreeMap<u32, String>,
+    /// Guests on the node that the agent never managed.
+    pub unmanaged: Vec<u32>,
+    /// The last desired-state documents that were not accepted.
+    pub desired_rejections: Vec<String>,
+    /// The last signed-job outcomes, newest last.
+    pub signed: Vec<JobOutcome>,
+    /// API reads of the last cycle (list + status + config reads).
+    pub last_cycle_reads: u32,
+    /// Ops started in the last cycle.
+    pub last_cycle_ops: u32,
+}
+
+/// When to run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    requeue: Duration,
+}
+
+impl Action {
+    /// Run again after `d` (or sooner, when an input changes).
+    pub fn requeue(d: Duration) -> Self {
+        Action { requeue: d }
+    }
+    /// The delay.
+    pub fn delay(&self) -> Duration {
+        self.requeue
+    }
+}
+
+/// Why a cycle failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Listing the node's guests failed.
+    #[error("reading the node's guests failed")]
+    Actual(#[source] ProxmoxError),
+    /// The journal failed.
+    #[error("journal failed")]
+    Journal(#[source] journal::JournalError),
+    /// Crash recovery could not finish.
+    #[error("crash recovery did not finish")]
+    Recovery(#[source] ExecError),
+}
+
+/// A verified op for the engine, and where to send its outcome.
+#[derive(Debug)]
+pub struct SignedJob {
+    /// The op (verified by `authz::verify`).
+    pub op: VerifiedOp,
+    /// Receives the outcome.
+    pub reply: oneshot::Sender<JobOutcome>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    until: Instant,
+    delay: Duration,
+}
+
+/// The reconcile engine over a Proxmox port and a store.
+pub struct Engine<P, S> {
+    exec: Executor<P, S>,
+    queues: GuestQueues,
+    config: EngineConfig,
+    desired: Option<Arc<DesiredState>>,
+    cache: ConfigCache,
+    backoff: HashMap<u32, Backoff>,
+    cycle_backoff: Duration,
+    mutated: HashMap<u32, Instant>,
+    recovered: bool,
+    status: EngineStatus,
+    status_tx: watch::Sender<EngineStatus>,
+    op_seq: u64,
+}
+
+impl<P: Proxmox, S: Store> Engine<P, S> {
+    /// An engine; loads the last accepted desired state from the store.
+    pub fn new(
+        px: Arc<P>,
+        store: Arc<Mutex<S>>,
+        config: EngineConfig,
+    ) -> Result<(Self, watch::Receiver<EngineStatus>), EngineError> {
+        let exec = Executor::new(px, store);
+        let stored = exec
+            .with_store(|s| s.latest_desired())
+            .map_err(EngineError::Journal)?;
+        let desired = match stored {
+            Some(record) => match desired::parse(record.body.as_bytes()) {
+                Ok(d) => Some(Arc::new(d)),
+                Err(e) => {
+                    warn!(generation = record.generation, error = %e, "stored desired state no longer parses");
+                    None
+                }
+            },
+            None => None,
+        };
+        let (status_tx, status_rx) = watch::channel(EngineStatus::default());
+        let queues = GuestQueues::new(config.parallel, config.queue_depth);
+        let mut engine = Engine {
+            exec,
+            queues,
+            cycle_backoff: config.backoff_min,
+            config,
+            desired,
+            cache: ConfigCache::default(),
+            backoff: HashMap::new(),
+            mutated: HashMap::new(),
+            recovered: false,
+            status: EngineStatus::default(),
+            status_tx,
+            op_seq: 0,
+        };
+        engine.status.generation = engine.desired.as_ref().map(|d| d.generation);
+        Ok((engine, status_rx))
+    }
+
+    /// The per-guest queues (for other mutators, e.g. the local API).
+    pub fn queues(&self) -> GuestQueues {
+        self.queues.clone()
+    }
+
+    /// The desired state in force.
+    pub fn desired(&self) -> Option<&DesiredState> {
+        self.desired.as_deref()
+    }
+
+    /// Parses a document and accepts, ignores or rejects it; an accepted one is journaled
+    /// (with the adoption of its guests) before the engine acts on it.
+    pub fn ingest(&mut self, input: &DesiredInput) -> Result<Ingest, EngineError> {
+        let result = match desired::parse(&input.bytes) {
+            Err(e) => Ingest::Rejected {
+                reason: e.to_string(),
+            },
+            Ok(doc) => match self.desired.as_deref() {
+                Some(cur) if doc.generation < cur.generation => Ingest::Ignored {
+                    generation: doc.generation,
+                    current: cur.generation,
+                },
+                Some(cur) if doc.generation == cur.generation && doc.sha256 == cur.sha256 => {
+                    Ingest::Unchanged
+                }
+                Some(cur) if doc.generation == cur.generation => Ingest::Rejected {
+                    reason: format!(
+                        "generation {} was already accepted with different content (sha256 {} vs {})",
+                        doc.generation, cur.sha256, doc.sha256
+                    ),
+                },
+                _ => {
+                    for section in &doc.ignored_sections {
+                        warn!(section = %section, "desired state section not supported yet, ignored");
+                    }
+                    let record = NewDesiredState {
+                        generation: doc.generation,
+                        sha256: doc.sha256.clone(),
+                        body: doc.canonical.clone(),
+                        source: input.source.clone(),
+                        accepted_at: now(),
+                        vmids: doc.guests.keys().copied().collect(),
+                    };
+                    let entry = audit("desired", Some("accept"), None, None, "accepted", None,
+                        Some(format!("generation {} sha256 {} from {}", doc.generation, doc.sha256, input.source)));
+                    let adopted = self
+                        .exec
+                        .with_store(|s| s.accept_desired(&record, &entry))
+                        .map_err(EngineError::Journal)?;
+                    info!(generation = doc.generation, adopted = adopted.len(), "desired state accepted");
+                    let generation = doc.generation;
+                    self.status.generation = Some(generation);
+                    self.desired = Some(Arc::new(doc));
+                    return Ok(Ingest::Accepted { generation });
+                }
+            },
+        };
+        match &result {
+            Ingest::Ignored {
+                generation,
+                current,
+            } => {
+                let entry = audit(
+                    "desired",
+                    Some("accept"),
+                    None,
+                    None,
+                    "ignored",
+                    Some("older-generation"),
+                    Some(format!(
+                        "generation {generation} < {current} from {}",
+                        input.source
+                    )),
+                );
+                self.exec
+                    .with_store(|s| s.audit(&entry))
+                    .map_err(EngineError::Journal)?;
+                info!(generation, current, "older desired state ignored");
+            }
+            Ingest::Rejected { reason } => {
+                let entry = audit(
+                    "desired",
+                    Some("accept"),
+                    None,
+                    None,
+                    "rejected",
+                    Some("invalid"),
+                    Some(format!("{reason} (from {})", input.source)),
+                );
+                self.exec
+                    .with_store(|s| s.audit(&entry))
+                    .map_err(EngineError::Journal)?;
+                warn!(reason = %reason, "desired state rejected");
+                self.status.desired_rejections.push(reason.clone());
+                let excess = self.status.desired_rejections.len().saturating_sub(10);
+                self.status.desired_rejections.drain(..excess);
+            }
+            _ => {}
+        }
+        self.publish();
+        Ok(result)
+    }
+
+    fn publish(&self) {
+        self.status_tx.send_replace(self.status.clone());
+    }
+
+    fn managed(&self) -> Result<(BTreeSet<u32>, HashMap<u32, journal::GuestRecord>), EngineError> {
+        let records = self
+            .exec
+            .with_store(|s| s.guests())
+            .map_err(EngineError::Journal)?;
+        let managed = records
+            .iter()
+            .filter(|r| r.managed)
+            .map(|r| r.vmid)
+            .collect();
+        Ok((managed, records.into_iter().map(|r| (r.vmid, r)).collect()))
+    }
+
+    /// One reconcile pass.
+    pub async fn reconcile(&mut self) -> Result<Action, EngineError> {
+        if !self.recovered {
+            let report = recover::recover(&self.exec)
+                .await
+                .map_err(EngineError::Recovery)?;
+            for vmid in &report.guests {
+                self.mutated.insert(*vmid, Instant::now());
+            }
+            self.recovered = true;
+        }
+        self.status.cycle += 1;
+        let mut reads = 1u32;
+        let mut actual = Actual {
+            guests: self
+                .exec
+                .px
+                .guests()
+                .await
+                .map_err(EngineError::Actual)?
+                .into_iter()
+                .map(|g| (g.vmid, g))
+                .collect(),
+        };
+        // The list lags; trust status/current for guests acted on recently.
+        let now_i = Instant::now();
+        self.mutated
+            .retain(|_, at| now_i.duration_since(*at) < LIST_LAG);
+        for vmid in self.mutated.keys().copied().collect::<Vec<_>>() {
+            reads += 1;
+            match self.exec.px.guest_status(vmid).await {
+                Ok(g) => {
+                    // Once the list agrees with status/current it has caught up for this
+                    // guest: back to the one list read.
+                    if actual
+                        .guests
+                        .get(&vmid)
+                        .is_some_and(|l| l.status == g.status && l.lock == g.lock)
+                    {
+                        self.mutated.remove(&vmid);
+                    }
+                    actual.guests.insert(vmid, g);
+                }
+                Err(ProxmoxError::NoSuchGuest { .. }) => {
+                    actual.guests.remove(&vmid);
+                    self.cache.invalidate(vmid);
+                }
+                Err(e) => warn!(vmid, error = %crate::error_chain(&e), "status read failed"),
+            }
+        }
+        let (managed, records) = self.managed()?;
+        let desired = self.desired.clone();
+        let mut errors = BTreeMap::new();
+        self.backoff.retain(|_, b| b.until > now_i);
+        // Config reads: what changed in the desired state, plus one drift check.
+        if let Some(d) = desired.as_deref() {
+            let mut present: Vec<u32> = Vec::new();
+            for (vmid, want) in &d.guests {
+                if !actual.guests.contains_key(vmid) || want.config.is_empty() {
+                    continue;
+                }
+                present.push(*vmid);
+                if self.backoff.contains_key(vmid) {
+                    continue;
+                }
+                if self.cache.needs_read(*vmid, want.config_hash()) {
+                    reads += 1;
+                    self.read_config(*vmid, want.config_hash(), &mut errors)
+                        .await;
+                }
+            }
+            if let Some(vmid) = self.cache.next_drift_check(&present) {
+                reads += 1;
+                let hash = self.cache.read_for(vmid).unwrap_or_default();
+                self.read_config(vmid, hash, &mut errors).await;
+            }
+        }
+        let cache = &self.cache;
+        let configs = |vmid: u32| cache.get(vmid).cloned();
+        let plan = plan::plan(desired.as_deref(), &actual, &configs, &managed);
+        let generation = desired.as_ref().map(|d| d.generation);
+        let mut pending = Vec::new();
+        let mut jobs = JoinSet::new();
+        let mut started = 0u32;
+        for op in plan.ops {
+            if let Some(b) = self.backoff.get(&op.vmid) {
+                errors.entry(op.vmid).or_insert_with(|| {
+                    format!(
+                        "backing off for {}s after a failure",
+                        b.until.saturating_duration_since(now_i).as_secs()
+                    )
+                });
+                continue;
+            }
+            let record = records.get(&op.vmid);
+            let classes: Vec<Class> = op
+                .steps
+                .iter()
+                .map(|s| classify(s, op.vmid, record, None))
+                .collect();
+            if let Some(Class::Refused { reason }) =
+                classes.iter().find(|c| matches!(c, Class::Refused { .. }))
+            {
+                errors.insert(op.vmid, reason.clone());
+                continue;
+            }
+            if let Some(Class::NeedsSignature { action, target }) = classes
+                .iter()
+                .find(|c| matches!(c, Class::NeedsSignature { .. }))
+            {
+                let step = PendingStep {
+                    vmid: op.vmid,
+                    step: op
+                        .steps
+                        .iter()
+                        .map(Step::kind)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    action: action.as_str().to_owned(),
+                    target: target.to_string(),
+                    reason: op.reason.clone(),
+                };
+                self.record_pending(&step, generation)?;
+                pending.push(step);
+                continue;
+            }
+            self.op_seq += 1;
+            let spec = OpSpec {
+                op_id: format!("rc-{}-{}-{}", op.vmid, now(), self.op_seq),
+                kind: OpKind::Reconcile,
+                vmid: op.vmid,
+                generation,
+                steps: op.steps,
+                authority: None,
+            };
+            let exec = self.exec.clone();
+            let queues = self.queues.clone();
+            started += 1;
+            jobs.spawn(async move {
+                let vmid = spec.vmid;
+                let result = match queues.run(vmid, exec.run(&spec)).await {
+                    Ok(r) => r.map_err(|e| crate::error_chain(&e)),
+                    Err(busy) => Err(busy.to_string()),
+                };
+                (vmid, result)
+            });
+        }
+        while let Some(joined) = jobs.join_next().await {
+            let Ok((vmid, result)) = joined else { continue };
+            self.mutated.insert(vmid, Instant::now());
+            self.cache.invalidate(vmid);
+            match result {
+                Ok(()) => {
+                    self.backoff.remove(&vmid);
+                }
+                Err(e) => {
+                    let delay = self
+                        .backoff
+                        .get(&vmid)
+                        .map_or(self.config.backoff_min, |b| {
+                            (b.delay * 2).min(self.config.backoff_max)
+                        });
+                    self.backoff.insert(
+                        vmid,
+                        Backoff {
+                            until: Instant::now() + delay,
+                            delay,
+                        },
+                    );
+                    errors.insert(vmid, e);
+                }
+            }
+        }
+        self.settle_pending(&pending)?;
+        let mut unmanaged = Vec::new();
+        for note in plan.notes {
+            match note {
+                Note::Unmanaged { vmid } => unmanaged.push(vmid),
+                Note::Missing { vmid } => {
+                    errors.entry(vmid).or_insert_with(|| {
+                        "not on this node (provisioning is not supported yet)".into()
+                    });
+                }
+                Note::Locked { vmid, lock } => {
+                    errors
+                        .entry(vmid)
+                        .or_insert_with(|| format!("locked ({lock}); waiting"));
+                }
+                Note::OddStatus { vmid, status } => {
+                    errors
+                        .entry(vmid)
+                        .or_insert_with(|| format!("status {status}; waiting"));
+                }
+                Note::ConfigUnknown { vmid } => {
+                    errors
+                        .entry(vmid)
+                        .or_insert_with(|| "config unknown this cycle".into());
+                }
+            }
+        }
+        self.status.pending_signature = pending;
+        self.status.errors = errors;
+        self.status.unmanaged = unmanaged;
+        self.status.last_cycle_reads = reads;
+        self.status.last_cycle_ops = started;
+        self.publish();
+        // Something ran: look again soon (status/current shows the result at once).
+        let delay = if started > 0 {
+            Duration::from_millis(200)
+        } else {
+            self.config.resync
+        };
+        Ok(Action::requeue(delay))
+    }
+
+    async fn read_config(&mut self, vmid: u32, hash: u64, errors: &mut BTreeMap<u32, String>) {
+        match self.exec.px.guest_config(vmid).await {
+            Ok(cfg) => self.cache.insert(vmid, cfg, hash),
+            Err(e) => {
+                self.cache.invalidate(vmid);
+                errors.insert(vmid, format!("reading config: {}", crate::error_chain(&e)));
+            }
+        }
+    }
+
+    fn record_pending(
+        &mut self,
+        step: &PendingStep,
+        generation: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let op = NewOp {
+            op_id: format!(
+                "pending-{}-{}-g{}",
+                step.action,
+                step.vmid,
+                generation.unwrap_or(0)
+            ),
+            kind: OpKind::Reconcile,
+            vmid: step.vmid,
+            generation,
+            state: OpStatus::PendingSignature,
+            steps: vec![NewStep {
+                kind: step.step.clone(),
+                params: "{}".into(),
+            }],
+            at: now(),
+        };
+        let entry = audit(
+            "reconcile",
+            Some(&step.step),
+            Some(step.vmid),
+            Some(&op.op_id),
+            "pending_signature",
+            Some("needs-signature"),
+            Some(format!(
+                "{} on {}: {}",
+                step.action, step.target, step.reason
+            )),
+        );
+        let new = self
+            .exec
+            .with_store(|s| s.insert_op(&op, &entry))
+            .map_err(EngineError::Journal)?;
+        if new {
+            warn!(vmid = step.vmid, action = %step.action, "step needs an operator signature");
+        }
+        Ok(())
+    }
+
+    /// Pending ops no longer planned (the guest is back in the desired state or gone) are closed.
+    fn settle_pending(&mut self, still: &[PendingStep]) -> Result<(), EngineError> {
+        let open = self
+            .exec
+            .with_store(|s| s.pending_ops())
+            .map_err(EngineError::Journal)?;
+        for op in open {
+            if still.iter().any(|p| p.vmid == op.vmid) {
+                continue;
+            }
+            let entry = audit(
+                "reconcile",
+                Some("op"),
+                Some(op.vmid),
+                Some(&op.op_id),
+                "abandoned",
+                Some("no-longer-needed"),
+                None,
+            );
+            self.exec
+                .with_store(|s| {
+                    s.finish_op(
+                        &op.op_id,
+                        OpStatus::Abandoned,
+                        Some("no longer planned"),
+                        now(),
+                        &entry,
+                    )
+                })
+                .map_err(EngineError::Journal)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a verified signed op (outside the reconcile cycle, through the guest's queue).
+    pub async fn run_signed(&mut self, op: &VerifiedOp) -> JobOutcome {
+        let managed = match op.target() {
+            authz::Target::Vmid(v) => self.managed().map(|(m, _)| m.contains(v)).unwrap_or(false),
+            _ => false,
+        };
+        let outcome = jobs::run_signed(&self.exec, &self.queues, op, managed).await;
+        if let authz::Target::Vmid(v) = op.target() {
+            self.mutated.insert(*v, Instant::now());
+            self.cache.invalidate(*v);
+        }
+        self.status.signed.push(outcome.clone());
+        let excess = self.status.signed.len().saturating_sub(50);
+        self.status.signed.drain(..excess);
+        self.publish();
+        outcome
+    }
+
+    fn error_policy(&mut self, err: &EngineError) -> Action {
+        let delay = self.cycle_backoff;
+        self.cycle_backoff = (self.cycle_backoff * 2).min(self.config.backoff_max);
+        warn!(error = %crate::error_chain(err), retry_in_s = delay.as_secs(), "reconcile failed");
+        Action::requeue(delay)
+    }
+
+    /// Runs until `shutdown` turns true: ingests desired documents, runs signed jobs, and
+    /// reconciles on change or timer.
+    pub async fn run(
+        mut self,
+        mut desired_rx: watch::Receiver<Option<DesiredInput>>,
+        mut jobs_rx: mpsc::Receiver<SignedJob>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut reason = "start";
+        let mut last_input: Option<DesiredInput> = None;
+        loop {
+            let input = desired_rx.borrow_and_update().clone();
+            if let Some(input) = input {
+                if last_input.as_ref() != Some(&input) {
+                    if let Err(e) = self.ingest(&input) {
+                        warn!(error = %crate::error_chain(&e), "desired state not recorded");
+                    }
+                    last_input = Some(input);
+                }
+            }
+            let span = info_span!("reconcile", cycle = self.status.cycle + 1, reason);
+            let action = match self.reconcile().instrument(span).await {
+                Ok(action) => {
+                    self.cycle_backoff = self.config.backoff_min;
+                    action
+                }
+                Err(err) => self.error_policy(&err),
+            };
+            reason = tokio::select! {
+                // Cancel-safe: changed() and recv() only observe their channels.
+                Ok(()) = desired_rx.changed() => "desired-changed",
+                Some(job) = jobs_rx.recv() => {
+                    let outcome = self.run_signed(&job.op).await;
+                    let _ = job.reply.send(outcome);
+                    "signed-job"
+                }
+                () = tokio::time::sleep(action.delay()) => "timer",
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+        }
+    }
+}

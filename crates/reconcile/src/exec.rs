@@ -1,0 +1,390 @@
+//! Executors: run one journaled op (a sequence of steps on one guest), journal before act.
+//!
+//! For each step: commit the intent, POST, commit the UPID as soon as it is known, wait for
+//! the task, commit the end. A POST that failed ambiguously (it may have reached PVE) is never
+//! re-sent: the task list is searched for it exactly as crash recovery does
+//! ([`crate::recover::resolve_intent`]). The op is recorded `succeeded` only when every step is
+//! done and OK; the first failure fails the op and skips the rest.
+
+use std::sync::{Arc, Mutex};
+
+use journal::{JournalError, NewAuditEntry, NewOp, NewStep, OpKind, OpStatus, StepStatus};
+use tracing::{info, warn};
+
+use crate::crash;
+use crate::gate::DestroyAuthority;
+use crate::plan::Step;
+use crate::ports::{Posted, Proxmox, ProxmoxError, Store, TaskEnd};
+
+/// Unix seconds now.
+pub(crate) fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// An audit entry of the engine.
+pub(crate) fn audit(
+    kind: &str,
+    action: Option<&str>,
+    vmid: Option<u32>,
+    op_id: Option<&str>,
+    outcome: &str,
+    reason: Option<&str>,
+    detail: Option<String>,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        at: now(),
+        kind: kind.to_owned(),
+        actor: Some("agent".to_owned()),
+        action: action.map(str::to_owned),
+        target: vmid.map(|v| format!("vmid:{v}")),
+        op_id: op_id.map(str::to_owned),
+        outcome: outcome.to_owned(),
+        reason: reason.map(str::to_owned),
+        detail,
+    }
+}
+
+/// Why an op did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The journal refused a write; the step it guarded did not run.
+    #[error("journal write failed for op {op_id}")]
+    Journal {
+        /// The op.
+        op_id: String,
+        /// The cause.
+        #[source]
+        source: JournalError,
+    },
+    /// A Proxmox call failed.
+    #[error("step {step} of op {op_id} on guest {vmid} failed")]
+    Proxmox {
+        /// The op.
+        op_id: String,
+        /// The guest.
+        vmid: u32,
+        /// The step.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: ProxmoxError,
+    },
+    /// A task ended with an error.
+    #[error("step {step} of op {op_id} on guest {vmid}: task ended with {exitstatus}")]
+    TaskFailed {
+        /// The op.
+        op_id: String,
+        /// The guest.
+        vmid: u32,
+        /// The step.
+        step: &'static str,
+        /// PVE's exit status.
+        exitstatus: String,
+    },
+    /// A destroy step without an authority for this guest (a bug: refused before any POST).
+    #[error("destroy of guest {vmid} without authority")]
+    Unauthorized {
+        /// The guest.
+        vmid: u32,
+    },
+}
+
+/// An op to run.
+#[derive(Debug, Clone)]
+pub struct OpSpec {
+    /// Unique id (a signed op keeps its own id).
+    pub op_id: String,
+    /// Reconcile or signed.
+    pub kind: OpKind,
+    /// The guest.
+    pub vmid: u32,
+    /// Desired generation served, if any.
+    pub generation: Option<u64>,
+    /// Steps.
+    pub steps: Vec<Step>,
+    /// Required when `steps` holds a destroy.
+    pub authority: Option<DestroyAuthority>,
+}
+
+/// Runs ops against Proxmox, journaling every transition.
+pub struct Executor<P, S> {
+    pub(crate) px: Arc<P>,
+    pub(crate) store: Arc<Mutex<S>>,
+}
+
+impl<P, S> Clone for Executor<P, S> {
+    fn clone(&self) -> Self {
+        Executor {
+            px: self.px.clone(),
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<P: Proxmox, S: Store> Executor<P, S> {
+    /// An executor over these ports.
+    pub fn new(px: Arc<P>, store: Arc<Mutex<S>>) -> Self {
+        Executor { px, store }
+    }
+
+    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
+        let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Records the op and runs its steps in order; `Ok` only if every step ended OK.
+    pub async fn run(&self, spec: &OpSpec) -> Result<(), ExecError> {
+        let journal_err = |source| ExecError::Journal {
+            op_id: spec.op_id.clone(),
+            source,
+        };
+        let kind_word = spec.kind.as_str();
+        let new = NewOp {
+            op_id: spec.op_id.clone(),
+            kind: spec.kind,
+            vmid: spec.vmid,
+            generation: spec.generation,
+            state: OpStatus::Planned,
+            steps: spec
+                .steps
+                .iter()
+                .map(|s| NewStep {
+                    kind: s.kind().to_owned(),
+                    params: s.params_json(),
+                })
+                .collect(),
+            at: now(),
+        };
+        let detail = spec
+            .steps
+            .iter()
+            .map(Step::describe)
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        self.with_store(|s| {
+            s.insert_op(
+                &new,
+                &audit(
+                    kind_word,
+                    Some("op"),
+                    Some(spec.vmid),
+                    Some(&spec.op_id),
+                    "planned",
+                    None,
+                    Some(detail),
+                ),
+            )
+        })
+        .map_err(journal_err)?;
+        for (idx, step) in spec.steps.iter().enumerate() {
+            let idx = idx as u32;
+            if let Err(err) = self.run_step(spec, idx, step).await {
+                let message = crate::error_chain(&err);
+                warn!(op_id = %spec.op_id, vmid = spec.vmid, step = step.kind(), error = %message, "op failed");
+                // Best effort: if the journal itself failed, the op stays unfinished and
+                // recovery settles it on the next start.
+                let _ = self.with_store(|s| {
+                    s.finish_op(
+                        &spec.op_id,
+                        OpStatus::Failed,
+                        Some(&message),
+                        now(),
+                        &audit(
+                            kind_word,
+                            Some("op"),
+                            Some(spec.vmid),
+                            Some(&spec.op_id),
+                            "failed",
+                            Some(step.kind()),
+                            Some(message.clone()),
+                        ),
+                    )
+                });
+                return Err(err);
+            }
+        }
+        self.with_store(|s| {
+            s.finish_op(
+                &spec.op_id,
+                OpStatus::Succeeded,
+                None,
+                now(),
+                &audit(
+                    kind_word,
+                    Some("op"),
+                    Some(spec.vmid),
+                    Some(&spec.op_id),
+                    "succeeded",
+                    None,
+                    None,
+                ),
+            )
+        })
+        .map_err(journal_err)?;
+        info!(op_id = %spec.op_id, vmid = spec.vmid, "op succeeded");
+        Ok(())
+    }
+
+    async fn run_step(&self, spec: &OpSpec, idx: u32, step: &Step) -> Result<(), ExecError> {
+        let (op_id, vmid, kind_word) = (spec.op_id.as_str(), spec.vmid, spec.kind.as_str());
+        let journal_err = |source| ExecError::Journal {
+            op_id: op_id.to_owned(),
+            source,
+        };
+        if matches!(step, Step::Destroy) && spec.authority.as_ref().is_none_or(|a| a.vmid() != vmid)
+        {
+            return Err(ExecError::Unauthorized { vmid });
+        }
+        let basis = match step {
+            Step::Destroy => spec.authority.as_ref().map(|a| a.basis().to_owned()),
+            other => Some(other.describe()),
+        };
+        self.with_store(|s| {
+            s.step_intent(
+                op_id,
+                idx,
+                now(),
+                &audit(
+                    kind_word,
+                    Some(step.kind()),
+                    Some(vmid),
+                    Some(op_id),
+                    "started",
+                    None,
+                    basis,
+                ),
+            )
+        })
+        .map_err(journal_err)?;
+        crash::point("after-intent");
+        let intent_at = now();
+        let posted = match step {
+            Step::Start => self.px.start(vmid).await,
+            Step::Shutdown => self.px.shutdown(vmid).await,
+            Step::Stop => self.px.stop(vmid).await,
+            Step::SetConfig { changes, digest } => {
+                self.px.set_config(vmid, changes, digest.as_deref()).await
+            }
+            Step::Destroy => match &spec.authority {
+                Some(authority) => self.px.destroy(authority).await,
+                None => return Err(ExecError::Unauthorized { vmid }),
+            },
+        };
+        let posted = match posted {
+            Ok(p) => p,
+            Err(err) if err.never_ran() => {
+                let text = crate::error_chain(&err);
+                self.with_store(|s| {
+                    s.step_finished(op_id, idx, StepStatus::Failed, Some(&text), now(), None)
+                })
+                .map_err(journal_err)?;
+                return Err(ExecError::Proxmox {
+                    op_id: op_id.to_owned(),
+                    vmid,
+                    step: step.kind(),
+                    source: err,
+                });
+            }
+            Err(err) => {
+                // It may have reached PVE: never POST again; look for the task instead.
+                warn!(op_id, vmid, step = step.kind(), error = %crate::error_chain(&err), "ambiguous post, searching the task list");
+                match crate::recover::resolve_intent(&*self.px, vmid, step.task_type(), intent_at)
+                    .await
+                {
+                    Ok(Some(upid)) => Posted::Task(upid),
+                    _ => {
+                        let text = crate::error_chain(&err);
+                        self.with_store(|s| {
+                            s.step_finished(
+                                op_id,
+                                idx,
+                                StepStatus::Failed,
+                                Some(&text),
+                                now(),
+                                None,
+                            )
+                        })
+                        .map_err(journal_err)?;
+                        return Err(ExecError::Proxmox {
+                            op_id: op_id.to_owned(),
+                            vmid,
+                            step: step.kind(),
+                            source: err,
+                        });
+                    }
+                }
+            }
+        };
+        crash::point("after-post");
+        let upid = match &posted {
+            Posted::Sync => None,
+            Posted::Task(u) => Some(u.as_str()),
+        };
+        self.with_store(|s| s.step_posted(op_id, idx, upid, now()))
+            .map_err(journal_err)?;
+        let end = match upid {
+            None => TaskEnd::Ok("OK".to_owned()),
+            Some(upid) => {
+                crash::point("after-upid");
+                self.px
+                    .wait(upid)
+                    .await
+                    .map_err(|source| ExecError::Proxmox {
+                        op_id: op_id.to_owned(),
+                        vmid,
+                        step: step.kind(),
+                        source,
+                    })?
+            }
+        };
+        self.finish_step(spec.kind, op_id, vmid, idx, step.kind(), &end)?;
+        crash::point("after-step");
+        match end {
+            TaskEnd::Ok(_) => Ok(()),
+            TaskEnd::Failed(exitstatus) => Err(ExecError::TaskFailed {
+                op_id: op_id.to_owned(),
+                vmid,
+                step: step.kind(),
+                exitstatus,
+            }),
+        }
+    }
+
+    /// Journals a step's end with its audit entry.
+    pub(crate) fn finish_step(
+        &self,
+        kind: OpKind,
+        op_id: &str,
+        vmid: u32,
+        idx: u32,
+        step: &str,
+        end: &TaskEnd,
+    ) -> Result<(), ExecError> {
+        let (state, exit, outcome) = match end {
+            TaskEnd::Ok(e) => (StepStatus::Done, e.as_str(), "finished"),
+            TaskEnd::Failed(e) => (StepStatus::Failed, e.as_str(), "failed"),
+        };
+        self.with_store(|s| {
+            s.step_finished(
+                op_id,
+                idx,
+                state,
+                Some(exit),
+                now(),
+                Some(&audit(
+                    kind.as_str(),
+                    Some(step),
+                    Some(vmid),
+                    Some(op_id),
+                    outcome,
+                    None,
+                    Some(exit.to_owned()),
+                )),
+            )
+        })
+        .map_err(|source| ExecError::Journal {
+            op_id: op_id.to_owned(),
+            source,
+        })
+    }
+}

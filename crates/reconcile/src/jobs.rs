@@ -1,0 +1,213 @@
+//! Signed one-shot jobs: operator-signed ops run outside the reconcile loop, once per `op_id`.
+//!
+//! The caller verifies first (`authz::verify` with the journal as replay guard: a replayed or
+//! redelivered op never gets here, it is answered from the recorded outcome). A job runs
+//! through the guest's queue, is journaled as an op of kind `signed` under the signed op's id,
+//! and its outcome is recorded on the signed op (`signed_ops.state`/`outcome`) and audited.
+//!
+//! `guest.destroy`: only a guest this agent manages (an unmanaged guest is never touched, even
+//! with a signature); `stop` first if it runs, then `destroy` with `purge`. Every other action
+//! is refused as "not supported yet" (recorded) until its capability lands.
+
+use authz::{Action, Target, VerifiedOp};
+use journal::{OpKind, OpStatus};
+use serde::Serialize;
+
+use crate::exec::{audit, now, Executor, OpSpec};
+use crate::gate::DestroyAuthority;
+use crate::plan::Step;
+use crate::ports::{Proxmox, ProxmoxError, Store};
+use crate::queue::GuestQueues;
+
+/// How a signed job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum JobResult {
+    /// Done.
+    Succeeded,
+    /// Ran and failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Not run.
+    Refused {
+        /// A short code: `not-supported`, `not-managed`, `busy`, `no-such-guest`.
+        reason: String,
+        /// Detail.
+        detail: String,
+    },
+}
+
+/// A signed job's outcome, as recorded and reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobOutcome {
+    /// The signed op's id.
+    pub op_id: String,
+    /// Its action.
+    pub action: String,
+    /// Its target (`vmid:101`).
+    pub target: String,
+    /// The signer.
+    pub signer: String,
+    /// The result.
+    #[serde(flatten)]
+    pub result: JobResult,
+}
+
+impl JobOutcome {
+    /// The JSON recorded on the signed op and written beside a processed op file.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Runs one verified op. `managed` answers whether the agent manages a vmid.
+pub async fn run_signed<P: Proxmox, S: Store>(
+    exec: &Executor<P, S>,
+    queues: &GuestQueues,
+    op: &VerifiedOp,
+    managed: bool,
+) -> JobOutcome {
+    let mut outcome = JobOutcome {
+        op_id: op.op_id().to_owned(),
+        action: op.action().as_str().to_owned(),
+        target: op.target().to_string(),
+        signer: op.signer().to_owned(),
+        result: JobResult::Succeeded,
+    };
+    outcome.result = match (op.action(), op.target()) {
+        (Action::GuestDestroy, Target::Vmid(vmid)) if managed => {
+            match DestroyAuthority::signed(op, *vmid) {
+                Ok(authority) => {
+                    let vmid = *vmid;
+                    let _ = exec.with_store(|s| {
+                        s.set_signed_op_state(op.op_id(), journal::OpState::Running, None, now())
+                    });
+                    match queues.run(vmid, destroy(exec, op, vmid, authority)).await {
+                        Ok(result) => result,
+                        Err(busy) => JobResult::Refused {
+                            reason: "busy".into(),
+                            detail: busy.to_string(),
+                        },
+                    }
+                }
+                Err(e) => JobResult::Refused {
+                    reason: "not-authorized".into(),
+                    detail: e.to_string(),
+                },
+            }
+        }
+        (Action::GuestDestroy, Target::Vmid(vmid)) => JobResult::Refused {
+            reason: "not-managed".into(),
+            detail: format!("guest {vmid} is not managed by this agent; it is never touched"),
+        },
+        (action, _) => JobResult::Refused {
+            reason: "not-supported".into(),
+            detail: format!("{action} is not supported by this agent yet"),
+        },
+    };
+    let state = match outcome.result {
+        JobResult::Succeeded => journal::OpState::Succeeded,
+        _ => journal::OpState::Failed,
+    };
+    let json = outcome.to_json();
+    let word = match &outcome.result {
+        JobResult::Succeeded => "succeeded",
+        JobResult::Failed { .. } => "failed",
+        JobResult::Refused { .. } => "refused",
+    };
+    let mut entry = audit(
+        "signed_job",
+        Some(op.action().as_str()),
+        None,
+        Some(op.op_id()),
+        word,
+        None,
+        Some(json.clone()),
+    );
+    entry.actor = Some(op.signer().to_owned());
+    entry.target = Some(op.target().to_string());
+    let _ = exec.with_store(|s| {
+        s.set_signed_op_state(op.op_id(), state, Some(&json), now())?;
+        s.audit(&entry)
+    });
+    outcome
+}
+
+async fn destroy<P: Proxmox, S: Store>(
+    exec: &Executor<P, S>,
+    op: &VerifiedOp,
+    vmid: u32,
+    authority: DestroyAuthority,
+) -> JobResult {
+    let status = match exec.px.guest_status(vmid).await {
+        Ok(s) => s,
+        Err(ProxmoxError::NoSuchGuest { .. }) => {
+            return JobResult::Refused {
+                reason: "no-such-guest".into(),
+                detail: format!("guest {vmid} does not exist"),
+            }
+        }
+        Err(e) => {
+            return JobResult::Failed {
+                error: crate::error_chain(&e),
+            }
+        }
+    };
+    let mut steps = Vec::new();
+    if status.is_running() {
+        steps.push(Step::Stop);
+    }
+    steps.push(Step::Destroy);
+    let spec = OpSpec {
+        op_id: op.op_id().to_owned(),
+        kind: OpKind::Signed,
+        vmid,
+        generation: None,
+        steps,
+        authority: Some(authority),
+    };
+    match exec.run(&spec).await {
+        Ok(()) => {
+            let _ = exec.with_store(|s| {
+                s.release_guest(
+                    vmid,
+                    now(),
+                    &audit(
+                        "guest",
+                        Some("release"),
+                        Some(vmid),
+                        Some(op.op_id()),
+                        "destroyed",
+                        None,
+                        None,
+                    ),
+                )?;
+                // A destroy pending in the reconcile plan is settled by this one.
+                for pending in s.pending_ops()?.into_iter().filter(|p| p.vmid == vmid) {
+                    s.finish_op(
+                        &pending.op_id,
+                        OpStatus::Abandoned,
+                        Some("superseded by a signed destroy"),
+                        now(),
+                        &audit(
+                            "reconcile",
+                            Some("op"),
+                            Some(vmid),
+                            Some(&pending.op_id),
+                            "abandoned",
+                            Some("superseded"),
+                            Some(op.op_id().to_owned()),
+                        ),
+                    )?;
+                }
+                Ok::<_, journal::JournalError>(())
+            });
+            JobResult::Succeeded
+        }
+        Err(e) => JobResult::Failed {
+            error: crate::error_chain(&e),
+        },
+    }
+}

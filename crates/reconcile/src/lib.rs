@@ -1,0 +1,77 @@
+//! reconcile: the agent's heart (DESIGN.md §3.4, §3.7, §4.2a). It converges the Proxmox node to
+//! the desired state, never destroys customer data without an operator's signature, and never
+//! leaves a half-done operation behind.
+//!
+//! It owns the desired-state v1 model and its strict parser ([`desired`]), normalization so
+//! nothing diffs spuriously ([`normalize`]), actual state with a digest-keyed config cache
+//! ([`actual`]), the pure planner ([`plan`]), the classifier ([`classify`]) and the
+//! reversibility gate ([`gate`]: a destroy needs a [`DestroyAuthority`], obtainable only from an
+//! `authz::VerifiedOp` or the agent's own provenance), per-guest serialization under a global
+//! cap ([`queue`]), journaled executors ([`exec`]), crash recovery ([`recover`]), signed
+//! one-shot jobs ([`jobs`]) and the level-triggered loop ([`engine`]). The local desired-state
+//! source lives in [`source`].
+//!
+//! It never opens sockets or files of its own beyond the desired file, and never reads
+//! provenance from its input: what the agent manages, created or tagged scratch comes only from
+//! the journal. It talks to the world through the narrow traits in [`ports`]: [`Proxmox`]
+//! (implemented by [`PveProxmox`] on `pve::Client`) and [`Store`] (implemented on
+//! `journal::Journal`).
+//!
+//! Decisions recorded here (see also docs/desired-state-v1.md):
+//! - a guest becomes managed when an accepted desired state first names it (adoption, journaled
+//!   with the generation) or when the agent creates it; a guest never managed is reported and
+//!   never touched, also by signed jobs;
+//! - a managed guest absent from the accepted desired state is a destroy that waits in
+//!   `pending_signature` until a signed `guest.destroy` for this host and vmid arrives;
+//! - the accepted desired state is journaled before the engine acts on it; a lower generation
+//!   is ignored, the same generation with another canonical SHA-256 is rejected;
+//! - steady state costs one list read per cycle plus at most one drift-check config read;
+//! - at most [`queue::DEFAULT_PARALLEL`] guests are mutated at once (pvedaemon's 3 workers).
+//!
+//! Start reading at [`engine::Engine::reconcile`], then [`plan::plan`], [`classify::classify`],
+//! [`gate`], [`exec`] and [`recover`].
+
+pub mod actual;
+pub mod classify;
+pub mod crash;
+pub mod desired;
+pub mod engine;
+pub mod exec;
+pub mod gate;
+pub mod jobs;
+pub mod normalize;
+pub mod plan;
+pub mod ports;
+pub mod pve_port;
+pub mod queue;
+pub mod recover;
+pub mod source;
+mod store;
+
+pub use classify::{classify, Class};
+pub use desired::{parse as parse_desired, DesiredError, DesiredGuest, DesiredState, PowerState};
+pub use engine::{
+    Action, DesiredInput, Engine, EngineConfig, EngineError, EngineStatus, Ingest, PendingStep,
+    SignedJob,
+};
+pub use exec::{ExecError, Executor, OpSpec};
+pub use gate::{DestroyAuthority, NotAuthorized, ProvenanceProof};
+pub use jobs::{JobOutcome, JobResult};
+pub use plan::{plan, GuestPlan, Note, Plan, Step};
+pub use ports::{
+    FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, TaskEnd,
+};
+pub use pve_port::PveProxmox;
+pub use queue::{Busy, GuestQueues};
+
+/// An error and its causes as one line, `a: b: c`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,232 @@
+//! The narrow traits the engine needs from the outside world: [`Proxmox`] (a handful of guest
+//! calls) and [`Store`] (what it journals). The binary wires `pve::Client` ([`crate::PveProxmox`])
+//! and `journal::Journal` (implemented in `store.rs`); unit tests use [`crate::fake::FakeProxmox`]
+//! and a journal in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use journal::{
+    GuestRecord, JournalError, NewAuditEntry, NewDesiredState, NewOp, OpRecord, OpStatus,
+    StepStatus,
+};
+
+use crate::gate::DestroyAuthority;
+
+/// A guest as the node lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestState {
+    /// Guest id.
+    pub vmid: u32,
+    /// `running`, `stopped`, … as PVE says.
+    pub status: String,
+    /// Config lock, if any.
+    pub lock: Option<String>,
+    /// Hostname.
+    pub name: Option<String>,
+}
+
+impl GuestState {
+    /// `status == "running"`.
+    pub fn is_running(&self) -> bool {
+        self.status == "running"
+    }
+}
+
+/// A guest's config: its digest and the allowlisted keys, canonical.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestConfig {
+    /// PVE's digest of the raw config.
+    pub digest: Option<String>,
+    /// Allowlisted keys, canonical ([`crate::normalize::actual_config`]).
+    pub values: BTreeMap<String, String>,
+}
+
+/// What a mutating call returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posted {
+    /// Done synchronously.
+    Sync,
+    /// A task (UPID) to wait for.
+    Task(String),
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// `OK` or `WARNINGS: N`.
+    Ok(String),
+    /// Any other exit status.
+    Failed(String),
+}
+
+/// A task found in the node's task list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundTask {
+    /// The UPID.
+    pub upid: String,
+    /// Start time, epoch seconds.
+    pub starttime: u64,
+}
+
+/// A Proxmox call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxmoxError {
+    /// The guest does not exist: the call changed nothing.
+    #[error("guest {vmid} does not exist")]
+    NoSuchGuest {
+        /// Guest id.
+        vmid: u32,
+    },
+    /// A guest lock refused the call before it changed anything.
+    #[error("guest {vmid} is locked ({lock})")]
+    Locked {
+        /// Guest id.
+        vmid: u32,
+        /// The lock.
+        lock: String,
+    },
+    /// Any other failure. `never_ran` is true only when PVE provably did not act on it
+    /// (connection refused, parameter or permission error).
+    #[error("{call} failed")]
+    Call {
+        /// Which call.
+        call: &'static str,
+        /// Whether the request provably did not act.
+        never_ran: bool,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ProxmoxError {
+    /// Whether the call provably changed nothing (so its step may be recorded as failed
+    /// without looking for a task it might have started).
+    pub fn never_ran(&self) -> bool {
+        match self {
+            ProxmoxError::NoSuchGuest { .. } | ProxmoxError::Locked { .. } => true,
+            ProxmoxError::Call { never_ran, .. } => *never_ran,
+        }
+    }
+}
+
+/// The Proxmox calls the engine makes. Every method is one API request except `wait` (polls)
+/// and `set_config` (may read once to keep `hwaddr`).
+pub trait Proxmox: Send + Sync + 'static {
+    /// Every guest of this node, from one `/cluster/resources?type=vm` read.
+    fn guests(&self) -> impl Future<Output = Result<Vec<GuestState>, ProxmoxError>> + Send;
+    /// One guest's authoritative state (`status/current`).
+    fn guest_status(
+        &self,
+        vmid: u32,
+    ) -> impl Future<Output = Result<GuestState, ProxmoxError>> + Send;
+    /// One guest's config.
+    fn guest_config(
+        &self,
+        vmid: u32,
+    ) -> impl Future<Output = Result<GuestConfig, ProxmoxError>> + Send;
+    /// Start.
+    fn start(&self, vmid: u32) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Clean shutdown, hard stop after the timeout.
+    fn shutdown(&self, vmid: u32) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Hard stop.
+    fn stop(&self, vmid: u32) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Sets options (canonical values of allowlisted keys), conditional on `digest`; a `netN`
+    /// keeps the guest's current `hwaddr`.
+    fn set_config(
+        &self,
+        vmid: u32,
+        changes: &BTreeMap<String, String>,
+        digest: Option<&str>,
+    ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Destroys the guest (with `purge`). Only callable with a [`DestroyAuthority`]: an
+    /// operator signature or the agent's own provenance proof.
+    fn destroy(
+        &self,
+        authority: &DestroyAuthority,
+    ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Waits for a task to stop.
+    fn wait(&self, upid: &str) -> impl Future<Output = Result<TaskEnd, ProxmoxError>> + Send;
+    /// Tasks of `task_type` on `vmid` started by this agent's token at or after `since`
+    /// (epoch seconds), running or finished: how recovery finds a POST whose UPID it never
+    /// recorded.
+    fn find_tasks(
+        &self,
+        vmid: u32,
+        task_type: &'static str,
+        since: i64,
+    ) -> impl Future<Output = Result<Vec<FoundTask>, ProxmoxError>> + Send;
+}
+
+/// What the engine journals. Each method is one transaction (see `journal`'s `ops.rs`).
+pub trait Store: Send + 'static {
+    /// The last accepted desired state.
+    fn latest_desired(&self) -> Result<Option<journal::DesiredStateRecord>, JournalError>;
+    /// Accepts a desired state and adopts its guests; returns the newly adopted.
+    fn accept_desired(
+        &mut self,
+        state: &NewDesiredState,
+        audit: &NewAuditEntry,
+    ) -> Result<Vec<u32>, JournalError>;
+    /// Appends an audit entry.
+    fn audit(&mut self, entry: &NewAuditEntry) -> Result<(), JournalError>;
+    /// Provenance records.
+    fn guests(&self) -> Result<Vec<GuestRecord>, JournalError>;
+    /// A guest was destroyed: no longer managed.
+    fn release_guest(
+        &mut self,
+        vmid: u32,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), JournalError>;
+    /// Records an op (false if the id exists).
+    fn insert_op(&mut self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, JournalError>;
+    /// Intent of a step, before its POST.
+    fn step_intent(
+        &mut self,
+        op_id: &str,
+        idx: u32,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), JournalError>;
+    /// The POST returned (UPID, or none for a synchronous call).
+    fn step_posted(
+        &mut self,
+        op_id: &str,
+        idx: u32,
+        upid: Option<&str>,
+        at: i64,
+    ) -> Result<(), JournalError>;
+    /// A step ended.
+    fn step_finished(
+        &mut self,
+        op_id: &str,
+        idx: u32,
+        state: StepStatus,
+        exitstatus: Option<&str>,
+        at: i64,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), JournalError>;
+    /// An op ended.
+    fn finish_op(
+        &mut self,
+        op_id: &str,
+        state: OpStatus,
+        error: Option<&str>,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), JournalError>;
+    /// Ops to resume after a restart.
+    fn unfinished_ops(&self) -> Result<Vec<OpRecord>, JournalError>;
+    /// Ops waiting for a signature.
+    fn pending_ops(&self) -> Result<Vec<OpRecord>, JournalError>;
+    /// Records a signed op's state and outcome (JSON).
+    fn set_signed_op_state(
+        &mut self,
+        op_id: &str,
+        state: journal::OpState,
+        outcome: Option<&str>,
+        at: i64,
+    ) -> Result<(), JournalError>;
+}

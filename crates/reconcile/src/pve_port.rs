@@ -1,0 +1,225 @@
+//! [`Proxmox`] over the real `pve::Client`.
+
+use std::collections::BTreeMap;
+
+use pve::{Client, ConfigUpdate, DestroyOptions, ResourceType, TaskListQuery, Vmid, WaitOptions};
+
+use crate::gate::DestroyAuthority;
+use crate::normalize;
+use crate::ports::{FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, TaskEnd};
+
+/// How long a task may run before the engine stops waiting (a container destroy of a large
+/// volume or a 60 s shutdown fit easily).
+const TASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The engine's Proxmox port on a `pve::Client`.
+#[derive(Debug, Clone)]
+pub struct PveProxmox {
+    client: Client,
+    token_user: String,
+}
+
+impl PveProxmox {
+    /// `token_user` is the token's `user@realm!tokenid` (how UPIDs name the agent's tasks).
+    pub fn new(client: Client, token_user: impl Into<String>) -> Self {
+        PveProxmox {
+            client,
+            token_user: token_user.into(),
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn vmid(v: u32) -> Result<Vmid, ProxmoxError> {
+    Vmid::new(v).map_err(|e| ProxmoxError::Call {
+        call: "vmid",
+        never_ran: true,
+        source: Box::new(e),
+    })
+}
+
+fn map(call: &'static str, v: u32) -> impl FnOnce(pve::Error) -> ProxmoxError {
+    move |e| match e {
+        pve::Error::NoSuchGuest { .. } => ProxmoxError::NoSuchGuest { vmid: v },
+        pve::Error::Locked { ref lock, .. } => ProxmoxError::Locked {
+            vmid: v,
+            lock: lock.clone(),
+        },
+        other => ProxmoxError::Call {
+            call,
+            never_ran: other.is_retryable()
+                || matches!(other.status(), Some(400) | Some(401) | Some(403)),
+            source: Box::new(other),
+        },
+    }
+}
+
+fn posted(r: pve::TaskRef) -> Posted {
+    match r {
+        pve::TaskRef::Sync => Posted::Sync,
+        pve::TaskRef::Task(u) => Posted::Task(u.as_str().to_owned()),
+    }
+}
+
+impl Proxmox for PveProxmox {
+    async fn guests(&self) -> Result<Vec<GuestState>, ProxmoxError> {
+        let list = self
+            .client
+            .cluster_resources(Some(ResourceType::Vm))
+            .await
+            .map_err(map("cluster resources", 0))?;
+        let node = self.client.node();
+        Ok(list
+            .into_iter()
+            .filter(|r| r.resource_type == "lxc" && r.node.as_deref() == Some(node))
+            .filter_map(|r| {
+                Some(GuestState {
+                    vmid: u32::try_from(r.vmid?).ok()?,
+                    status: r.status.unwrap_or_default(),
+                    lock: r.lock.filter(|l| !l.is_empty()),
+                    name: r.name,
+                })
+            })
+            .collect())
+    }
+
+    async fn guest_status(&self, v: u32) -> Result<GuestState, ProxmoxError> {
+        let s = self
+            .client
+            .lxc_status(vmid(v)?)
+            .await
+            .map_err(map("guest status", v))?;
+        Ok(GuestState {
+            vmid: v,
+            status: s.status,
+            lock: s.lock.filter(|l| !l.is_empty()),
+            name: s.name,
+        })
+    }
+
+    async fn guest_config(&self, v: u32) -> Result<GuestConfig, ProxmoxError> {
+        let cfg = self
+            .client
+            .lxc_config(vmid(v)?)
+            .await
+            .map_err(map("guest config", v))?;
+        Ok(GuestConfig {
+            digest: cfg.digest.clone(),
+            values: normalize::actual_config(&cfg),
+        })
+    }
+
+    async fn start(&self, v: u32) -> Result<Posted, ProxmoxError> {
+        self.client
+            .start_lxc(vmid(v)?)
+            .await
+            .map(posted)
+            .map_err(map("start", v))
+    }
+
+    async fn shutdown(&self, v: u32) -> Result<Posted, ProxmoxError> {
+        self.client
+            .shutdown_lxc(vmid(v)?, Some(60), true)
+            .await
+            .map(posted)
+            .map_err(map("shutdown", v))
+    }
+
+    async fn stop(&self, v: u32) -> Result<Posted, ProxmoxError> {
+        self.client
+            .stop_lxc(vmid(v)?)
+            .await
+            .map(posted)
+            .map_err(map("stop", v))
+    }
+
+    async fn set_config(
+        &self,
+        v: u32,
+        changes: &BTreeMap<String, String>,
+        digest: Option<&str>,
+    ) -> Result<Posted, ProxmoxError> {
+        let mut update = ConfigUpdate::new();
+        for (k, val) in changes {
+            // Canonical values are PVE's own spellings (0/1, integers, property strings);
+            // netN has no hwaddr and the client re-adds the current one.
+            update = update.set(k.clone(), val.clone());
+        }
+        if let Some(d) = digest {
+            update = update.digest(d);
+        }
+        self.client
+            .update_lxc_config(vmid(v)?, update)
+            .await
+            .map(posted)
+            .map_err(map("set config", v))
+    }
+
+    async fn destroy(&self, authority: &DestroyAuthority) -> Result<Posted, ProxmoxError> {
+        let v = authority.vmid();
+        let options = DestroyOptions {
+            purge: true,
+            destroy_unreferenced_disks: false,
+            force: false,
+        };
+        self.client
+            .destroy_lxc(vmid(v)?, options)
+            .await
+            .map(posted)
+            .map_err(map("destroy", v))
+    }
+
+    async fn wait(&self, upid: &str) -> Result<TaskEnd, ProxmoxError> {
+        let parsed: pve::Upid = upid.parse().map_err(|e: pve::Error| ProxmoxError::Call {
+            call: "wait",
+            never_ran: true,
+            source: Box::new(e),
+        })?;
+        match self
+            .client
+            .wait_task(&parsed, WaitOptions::new(TASK_TIMEOUT))
+            .await
+        {
+            Ok(outcome) => Ok(TaskEnd::Ok(match outcome {
+                pve::TaskOutcome::Ok => "OK".to_owned(),
+                pve::TaskOutcome::Warnings(n) => format!("WARNINGS: {n}"),
+            })),
+            Err(pve::Error::TaskFailed { exitstatus, .. }) => Ok(TaskEnd::Failed(exitstatus)),
+            Err(e) => Err(map("wait", 0)(e)),
+        }
+    }
+
+    async fn find_tasks(
+        &self,
+        v: u32,
+        task_type: &'static str,
+        since: i64,
+    ) -> Result<Vec<FoundTask>, ProxmoxError> {
+        let query = TaskListQuery {
+            vmid: Some(vmid(v)?),
+            typefilter: Some(task_type.to_owned()),
+            source: Some("all".to_owned()),
+            limit: Some(100),
+            ..TaskListQuery::default()
+        };
+        let list = self
+            .client
+            .list_tasks(&query)
+            .await
+            .map_err(map("task list", v))?;
+        Ok(list
+            .into_iter()
+            .filter(|t| t.upid.user() == self.token_user && t.upid.task_type() == task_type)
+            .filter(|t| t.upid.id() == v.to_string())
+            .filter(|t| i64::try_from(t.upid.starttime()).unwrap_or(0) >= since)
+            .map(|t| FoundTask {
+                starttime: t.upid.starttime(),
+                upid: t.upid.as_str().to_owned(),
+            })
+            .collect())
+    }
+}
