@@ -49,45 +49,37 @@ pub fn execute(config_path: Option<&Path>, _args: RunArgs) -> anyhow::Result<()>
             let current = config.clone();
             let daemon = crate::daemon::run(&current, stop_rx);
             tokio::pin!(daemon);
-            let event = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-                _ = hup.recv() => "SIGHUP",
-                result = &mut daemon => {
-                    // The daemon only returns early on a fatal error (journal, client).
-                    result?;
-                    return anyhow::Ok(());
-                }
-            };
-            if event == "SIGHUP" {
-                match super::load_config(config_path) {
-                    Ok(new) => {
-                        tracing::info!("configuration reloaded; restarting the loops");
-                        stop_tx.send_replace(true);
-                        stop_bounded(daemon).await?;
-                        config = new;
-                        continue;
-                    }
-                    Err(e) => {
-                        // Keep running on the configuration that works; say what is wrong.
-                        tracing::error!(error = %e, "configuration not reloaded");
-                        // The daemon future is still running: wait for the next signal on it.
-                        let signal = tokio::select! {
-                            _ = term.recv() => "SIGTERM",
-                            _ = int.recv() => "SIGINT",
-                            result = &mut daemon => { result?; return anyhow::Ok(()); }
-                        };
-                        tracing::info!(signal, "agent stopping");
-                        stop_tx.send_replace(true);
-                        stop_bounded(daemon).await?;
+            // Signals for this daemon instance; a refused reload keeps it running.
+            let reload = loop {
+                let event = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                    _ = hup.recv() => "SIGHUP",
+                    result = &mut daemon => {
+                        // The daemon only returns early on a fatal error (journal, client).
+                        result?;
                         return anyhow::Ok(());
                     }
+                };
+                if event != "SIGHUP" {
+                    tracing::info!(signal = event, "agent stopping");
+                    break None;
                 }
-            }
-            tracing::info!(signal = event, "agent stopping");
+                match super::load_config(config_path) {
+                    Ok(new) => break Some(new),
+                    // Keep running on the configuration that works; say what is wrong.
+                    Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
+                }
+            };
             stop_tx.send_replace(true);
             stop_bounded(daemon).await?;
-            return anyhow::Ok(());
+            match reload {
+                Some(new) => {
+                    tracing::info!("configuration reloaded; restarting the loops");
+                    config = new;
+                }
+                None => return anyhow::Ok(()),
+            }
         }
     })
 }

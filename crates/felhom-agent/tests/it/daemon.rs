@@ -269,3 +269,118 @@ async fn watchdog_stops_feeding_when_the_hub_loop_is_wedged() {
     let status = wait_exit(&mut agent, Duration::from_secs(25)).expect("agent did not stop");
     assert!(status.success(), "exit {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_a_valid_configuration_and_keeps_a_bad_one_out() {
+    let sim = Sim::start(SimOptions::default().guests(1).task_ms(100)).expect("simulator");
+    let hub = Hub::start(HubOptions::default()).expect("hub");
+    let fx = Fixture::new();
+    let cfg = config(&fx, &sim, &hub, 1, 3);
+    let good = std::fs::read_to_string(&cfg).expect("config");
+    let notify = NotifySocket::bind(fx.dir.path());
+    let started = Instant::now();
+    let mut agent = spawn_agent(&cfg, &notify, 0, None);
+    let hup = |child: &Child| {
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("kill -HUP")
+    };
+    let wait_ready = |n: usize| {
+        let t = Instant::now();
+        while notify.count("READY=1", started) < n && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        notify.count("READY=1", started)
+    };
+    assert_eq!(wait_ready(1), 1);
+
+    // A broken file: refused, logged, the running configuration kept (no restart).
+    std::fs::write(&cfg, "{\"host_id\": \"x\", \"bogus\": 1}").expect("write");
+    assert!(hup(&agent).success());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        agent.try_wait().expect("try_wait").is_none(),
+        "agent died on a bad reload"
+    );
+    assert!(
+        agent_log(&cfg).contains("configuration not reloaded"),
+        "{}",
+        agent_log(&cfg)
+    );
+    assert_eq!(notify.count("READY=1", started), 1);
+
+    // A valid file again: the loops restart with it (a second READY=1) and reports go on.
+    std::fs::write(&cfg, &good).expect("write");
+    assert!(hup(&agent).success());
+    assert_eq!(wait_ready(2), 2, "{}", agent_log(&cfg));
+    assert!(agent_log(&cfg).contains("configuration reloaded"));
+    let before = hub
+        .report(HOST)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r["sent_at"].clone());
+    wait_report(&hub, Duration::from_secs(20), |r| {
+        Some(r["sent_at"].clone()) != before
+    })
+    .await;
+    sigterm(&agent);
+    assert!(wait_exit(&mut agent, Duration::from_secs(25)).is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selftest_hub_does_one_round_trip() {
+    let sim = Sim::start(SimOptions::default().guests(2).task_ms(100)).expect("simulator");
+    let hub = Hub::start(HubOptions::default()).expect("hub");
+    hub.put_desired(HOST, &json!({"v": 1, "generation": 7, "guests": []}))
+        .await
+        .expect("desired");
+    let fx = Fixture::new();
+    let cfg = config(&fx, &sim, &hub, 5, 3);
+    let run = |cfg: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_felhom-agent"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args(["selftest", "hub", "--config"])
+            .arg(cfg)
+            .output()
+            .expect("selftest");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (cfg_clone, status_out) = (cfg.clone(), tokio::task::spawn_blocking(move || run(&cfg)));
+    let (status, out, err) = status_out.await.expect("join");
+    assert!(status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("ok    fetch        directive fetched: desired generation 7"),
+        "{out}"
+    );
+    assert!(out.contains("ok    report       report accepted"), "{out}");
+    let report = hub
+        .report(HOST)
+        .await
+        .expect("report")
+        .expect("a report was stored");
+    assert_eq!(
+        report["guests"].as_array().map(Vec::len),
+        Some(2),
+        "{report:#}"
+    );
+
+    // A wrong key: a clear failure naming the refusal, the key never printed.
+    std::fs::write(cfg_clone.with_file_name("hub-key"), "wrong-key-123").expect("write");
+    let (status, out, err) = tokio::task::spawn_blocking(move || run(&cfg_clone))
+        .await
+        .expect("join");
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("FAIL  fetch"), "{out}");
+    assert!(
+        err.lines().count() == 1 && err.contains("selftest hub failed: fetch"),
+        "{err}"
+    );
+    assert!(!out.contains("wrong-key-123") && !err.contains("wrong-key-123"));
+}
