@@ -566,4 +566,55 @@ mod tests {
             .unwrap();
         assert!(j.pending_ops().unwrap().is_empty());
     }
+
+    /// Regression for issue 4's "a full disk fails the op cleanly with nothing half-recorded":
+    /// SQLite reports a full disk as SQLITE_FULL; `max_page_count` produces exactly that error
+    /// without filling a real filesystem.
+    #[test]
+    fn a_full_disk_fails_the_transition_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert!(j.insert_op(&two_step("op-full"), &audit()).unwrap());
+        let audit_before = j.audit_verify().unwrap().entries;
+        let pages: i64 = j
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        j.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+
+        // The intent needs new pages (a large audit detail): the write fails as a whole.
+        let mut big = audit();
+        big.detail = Some("x".repeat(200_000));
+        let err = j.step_intent("op-full", 0, 5, &big).unwrap_err();
+        let chain = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+        assert!(chain.contains("full"), "{chain}");
+
+        let op = j.op("op-full").unwrap().unwrap();
+        assert_eq!(
+            op.state,
+            OpStatus::Planned,
+            "op state changed by a failed write"
+        );
+        assert_eq!(op.steps[0].state, StepStatus::Planned, "step half-recorded");
+        assert_eq!(op.steps[0].intent_at, None);
+        let check = j.audit_verify().unwrap();
+        assert_eq!(check.entries, audit_before, "audit entry half-recorded");
+        assert!(check.first_broken.is_none());
+
+        // Space comes back: the same transition succeeds, once.
+        j.conn
+            .execute_batch("PRAGMA max_page_count = 1073741823")
+            .unwrap();
+        j.step_intent("op-full", 0, 6, &big).unwrap();
+        let op = j.op("op-full").unwrap().unwrap();
+        assert_eq!(op.steps[0].state, StepStatus::Intent);
+        assert_eq!(j.audit_verify().unwrap().entries, audit_before + 1);
+    }
 }
