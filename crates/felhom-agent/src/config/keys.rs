@@ -56,7 +56,7 @@ pub(crate) const ENV_FILE_SUFFIX: &str = "_FILE";
 pub(crate) const ENV_CREDENTIAL_SUFFIX: &str = "_CREDENTIAL";
 
 /// The sections (objects) of the file.
-pub(crate) const SECTIONS: &[&str] = &["proxmox", "hub", "desired", "local_api", "log"];
+pub(crate) const SECTIONS: &[&str] = &["proxmox", "hub", "desired", "local_api", "authz", "log"];
 
 /// Every key.
 pub(crate) const KEYS: &[Key] = &[
@@ -123,6 +123,14 @@ pub(crate) const KEYS: &[Key] = &[
     Key {
         path: "local_api.listen",
         kind: Kind::List,
+    },
+    Key {
+        path: "authz.clock_skew_s",
+        kind: Kind::Number,
+    },
+    Key {
+        path: "authz.max_lifetime_s",
+        kind: Kind::Number,
     },
     Key {
         path: "log.level",

@@ -89,6 +89,8 @@ pub struct Config {
     pub desired: Option<DesiredConfig>,
     /// The per-guest local API.
     pub local_api: LocalApiConfig,
+    /// Signed-op verification bounds.
+    pub authz: AuthzConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -144,6 +146,15 @@ pub struct DesiredConfig {
     pub file: PathBuf,
     /// Directory of signed ops.
     pub ops_dir: Option<PathBuf>,
+}
+
+/// `authz.*`: how much clock skew and how long a lifetime a signed op may have.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthzConfig {
+    /// Allowed clock difference to the operator's machine, seconds (at most one hour).
+    pub clock_skew_s: u64,
+    /// Longest accepted `expires_at - issued_at`, seconds (at most seven days).
+    pub max_lifetime_s: u64,
 }
 
 /// `local_api.*`.

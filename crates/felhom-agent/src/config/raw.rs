@@ -14,6 +14,7 @@ pub(crate) struct RawConfig {
     pub hub: Option<RawHub>,
     pub desired: Option<RawDesired>,
     pub local_api: Option<RawLocalApi>,
+    pub authz: Option<RawAuthz>,
     pub log: Option<RawLog>,
 }
 
@@ -52,6 +53,14 @@ pub(crate) struct RawDesired {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLocalApi {
     pub listen: Option<Vec<String>>,
+}
+
+/// `authz.*`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthz {
+    pub clock_skew_s: Option<u64>,
+    pub max_lifetime_s: Option<u64>,
 }
 
 /// `log.*`.

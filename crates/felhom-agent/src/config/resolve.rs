@@ -8,8 +8,8 @@ use super::keys;
 use super::raw::{RawConfig, RawSecret};
 use super::secret_source;
 use super::{
-    Config, ConfigError, DesiredConfig, Fingerprint, HubConfig, LocalApiConfig, LogConfig,
-    LogFormat, Origin, ProxmoxConfig,
+    AuthzConfig, Config, ConfigError, DesiredConfig, Fingerprint, HubConfig, LocalApiConfig,
+    LogConfig, LogFormat, Origin, ProxmoxConfig,
 };
 
 /// Default `proxmox.connect_timeout_s`.
@@ -18,6 +18,10 @@ pub const DEFAULT_CONNECT_TIMEOUT_S: u64 = 5;
 pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 30;
 /// Default `hub.poll_interval_s`.
 pub const DEFAULT_POLL_INTERVAL_S: u64 = 30;
+/// Upper bound of `authz.clock_skew_s`: one hour.
+const MAX_CLOCK_SKEW_S: u64 = 3600;
+/// Upper bound of `authz.max_lifetime_s`: seven days.
+const MAX_LIFETIME_S: u64 = 7 * 24 * 3600;
 /// Default `hub.request_timeout_s`.
 pub const DEFAULT_HUB_REQUEST_TIMEOUT_S: u64 = 30;
 /// Default `log.level`.
@@ -77,6 +81,21 @@ impl Resolver<'_> {
             0 => Err(self.invalid(key, "must be at least 1")),
             n => Ok(n),
         }
+    }
+
+    /// A positive number no larger than `max` (a bound an operator cannot loosen by mistake).
+    fn bounded(
+        &self,
+        key: &'static str,
+        value: Option<u64>,
+        default: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let n = self.positive(key, value, default)?;
+        if n > max {
+            return Err(self.invalid(key, format!("must be at most {max}")));
+        }
+        Ok(n)
     }
 
     fn url(
@@ -204,6 +223,22 @@ impl Resolver<'_> {
             Some(_) => return Err(self.invalid("log.format", "must be \"text\" or \"json\"")),
         };
 
+        let raw_authz = raw.authz.unwrap_or_default();
+        let authz = AuthzConfig {
+            clock_skew_s: self.bounded(
+                "authz.clock_skew_s",
+                raw_authz.clock_skew_s,
+                authz::DEFAULT_CLOCK_SKEW.as_secs(),
+                MAX_CLOCK_SKEW_S,
+            )?,
+            max_lifetime_s: self.bounded(
+                "authz.max_lifetime_s",
+                raw_authz.max_lifetime_s,
+                authz::DEFAULT_MAX_LIFETIME.as_secs(),
+                MAX_LIFETIME_S,
+            )?,
+        };
+
         Ok(Config {
             source: self.path.to_owned(),
             host_id,
@@ -213,6 +248,7 @@ impl Resolver<'_> {
             hub,
             desired,
             local_api: LocalApiConfig { listen },
+            authz,
             log: LogConfig { level, format },
         })
     }

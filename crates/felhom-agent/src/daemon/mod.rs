@@ -81,11 +81,7 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
     };
     let liveness = Liveness::default();
     let mut tasks = tokio::task::JoinSet::new();
-    let verifier = signed::Verifier {
-        state_dir: config.state_dir.clone(),
-        operators_file: config.operators_file.clone(),
-        host_id: config.host_id.clone(),
-    };
+    let verifier = signed::Verifier::for_config(config);
 
     if let Some(desired) = &config.desired {
         tasks.spawn(reconcile::source::watch_file(
@@ -97,9 +93,7 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
         if let Some(dir) = &desired.ops_dir {
             let intake = ops_dir::OpsDir {
                 dir: dir.clone(),
-                state_dir: config.state_dir.clone(),
-                operators_file: config.operators_file.clone(),
-                host_id: config.host_id.clone(),
+                verifier: verifier.clone(),
             };
             tasks.spawn(intake.run(LOCAL_POLL, wiring.jobs.clone(), shutdown.clone()));
         }

@@ -22,12 +22,8 @@ use super::signed::{Verdict, Verifier};
 pub struct OpsDir {
     /// The directory watched.
     pub dir: PathBuf,
-    /// The journal's directory (a second connection for verification).
-    pub state_dir: PathBuf,
-    /// Operators and roles; absent means every op is refused.
-    pub operators_file: Option<PathBuf>,
-    /// This host's id.
-    pub host_id: String,
+    /// How ops are verified (operators, host id, journal, `authz.*` bounds).
+    pub verifier: Verifier,
 }
 
 impl OpsDir {
@@ -94,15 +90,7 @@ impl OpsDir {
         if let Err(e) = read {
             return Verdict::Retry(e.to_string());
         }
-        self.verifier().verify(&bytes, &file.display().to_string())
-    }
-
-    fn verifier(&self) -> Verifier {
-        Verifier {
-            state_dir: self.state_dir.clone(),
-            operators_file: self.operators_file.clone(),
-            host_id: self.host_id.clone(),
-        }
+        self.verifier.verify(&bytes, &file.display().to_string())
     }
 
     fn file_away(

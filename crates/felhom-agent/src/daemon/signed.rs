@@ -29,9 +29,24 @@ pub struct Verifier {
     pub operators_file: Option<PathBuf>,
     /// This host's id.
     pub host_id: String,
+    /// Allowed clock skew (`authz.clock_skew_s`).
+    pub clock_skew: std::time::Duration,
+    /// Longest accepted lifetime (`authz.max_lifetime_s`).
+    pub max_lifetime: std::time::Duration,
 }
 
 impl Verifier {
+    /// The verifier for `config` (host id, operators file, journal, `authz.*` bounds).
+    pub fn for_config(config: &crate::config::Config) -> Verifier {
+        Verifier {
+            state_dir: config.state_dir.clone(),
+            operators_file: config.operators_file.clone(),
+            host_id: config.host_id.clone(),
+            clock_skew: std::time::Duration::from_secs(config.authz.clock_skew_s),
+            max_lifetime: std::time::Duration::from_secs(config.authz.max_lifetime_s),
+        }
+    }
+
     /// Verifies `wire` (the JSON wire form); `origin` names where it came from, for the log.
     pub fn verify(&self, wire: &[u8], origin: &str) -> Verdict {
         let operators = match &self.operators_file {
@@ -48,7 +63,9 @@ impl Verifier {
             Ok(j) => j,
             Err(e) => return Verdict::Retry(e.to_string()),
         };
-        let policy = Policy::new(self.host_id.clone(), time::OffsetDateTime::now_utc());
+        let mut policy = Policy::new(self.host_id.clone(), time::OffsetDateTime::now_utc());
+        policy.clock_skew = self.clock_skew;
+        policy.max_lifetime = self.max_lifetime;
         match authz::verify(
             SignedInput::Wire(wire),
             &operators,

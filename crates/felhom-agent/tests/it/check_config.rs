@@ -437,3 +437,35 @@ fn shipped_example_config_is_valid() {
     assert_eq!(out["proxmox"]["token"]["source"], "credential");
     assert_eq!(out["hub"]["api_key"]["source"], "file");
 }
+
+#[test]
+fn authz_bounds_have_defaults_and_limits() {
+    let fx = Fixture::new();
+    let out = expect_ok(&mut check_config(&fx.config(&valid_config())));
+    assert_eq!(
+        out["authz"],
+        json!({"clock_skew_s": 120, "max_lifetime_s": 86400})
+    );
+
+    let mut cfg = valid_config();
+    cfg["authz"] = json!({"clock_skew_s": 300, "max_lifetime_s": 3600});
+    let out = expect_ok(&mut check_config(&fx.config(&cfg)));
+    assert_eq!(
+        out["authz"],
+        json!({"clock_skew_s": 300, "max_lifetime_s": 3600})
+    );
+
+    // A skew of a day or a month-long grant is refused, naming the key.
+    cfg["authz"] = json!({"clock_skew_s": 86400});
+    let err = expect_error(&mut check_config(&fx.config(&cfg)));
+    assert!(
+        err.contains("authz.clock_skew_s") && err.contains("at most 3600"),
+        "{err}"
+    );
+    cfg["authz"] = json!({"max_lifetime_s": 2_592_000});
+    let err = expect_error(&mut check_config(&fx.config(&cfg)));
+    assert!(err.contains("authz.max_lifetime_s"), "{err}");
+    cfg["authz"] = json!({"skew": 1});
+    let err = expect_error(&mut check_config(&fx.config(&cfg)));
+    assert!(err.contains("authz.skew"), "{err}");
+}
