@@ -77,12 +77,38 @@ fn config(fx: &Fixture, sim: &Sim, hub: &Hub, poll_s: u64, request_timeout_s: u6
     }))
 }
 
+/// The agent process, killed if a test fails before it stops it (so a failed test never
+/// leaves a daemon running).
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Agent {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn spawn_agent(
     config: &Path,
     notify: &NotifySocket,
     watchdog_usec: u64,
     fault: Option<&str>,
-) -> Child {
+) -> Agent {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_felhom-agent"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -99,7 +125,7 @@ fn spawn_agent(
     if let Some(f) = fault {
         cmd.env("FELHOM_FAULT", f);
     }
-    cmd.spawn().expect("spawn agent")
+    Agent(cmd.spawn().expect("spawn agent"))
 }
 
 fn sigterm(child: &Child) {
