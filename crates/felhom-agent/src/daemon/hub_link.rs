@@ -203,12 +203,13 @@ pub async fn consume(
                     }
                 }
             }
+            let current: BTreeSet<String> = r.ops.iter().map(op_key).collect();
+            // The hub keeps an op queued until it sees the outcome in a report; forget ops it
+            // no longer sends, so this set stays small. One sent again later is verified again
+            // and the journal's replay guard answers with the recorded outcome.
+            seen_ops.retain(|k| current.contains(k));
             for op in r.ops.iter() {
-                let op_id = op
-                    .get("payload")
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| op.to_string());
-                if !seen_ops.insert(op_id) {
+                if !seen_ops.insert(op_key(op)) {
                     continue;
                 }
                 let outcome = run_op(op, &jobs, &verifier).await;
@@ -295,6 +296,13 @@ async fn run_op(
             None
         }
     }
+}
+
+/// What identifies a wire op for deduplication: its payload text.
+fn op_key(op: &serde_json::Value) -> String {
+    op.get("payload")
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| op.to_string())
 }
 
 /// The `op_id` inside a wire op's payload, read without trusting it (for reporting a
