@@ -302,6 +302,10 @@ async fn sighup_reloads_a_valid_configuration_and_keeps_a_bad_one_out() {
     let hub = Hub::start(HubOptions::default()).expect("hub");
     let fx = Fixture::new();
     let cfg = config(&fx, &sim, &hub, 1, 3);
+    // The hub directs the poll interval (default 30 s); 5 s is the agent's floor.
+    hub.put_config(HOST, &json!({"poll_interval_s": 5, "jitter_s": 0}))
+        .await
+        .expect("hub config");
     let good = std::fs::read_to_string(&cfg).expect("config");
     let notify = NotifySocket::bind(fx.dir.path());
     let started = Instant::now();
