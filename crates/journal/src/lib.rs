@@ -20,6 +20,8 @@
 //!
 //! Start reading at [`Journal::open`], then `signed_ops.rs`, `audit.rs` and `ops.rs`.
 
+#[macro_use]
+mod words;
 mod audit;
 mod desired_states;
 mod error;

@@ -59,21 +59,6 @@ pub enum LocalApiOpState {
     Refused,
 }
 
-macro_rules! words {
-    ($ty:ty { $($variant:ident => $word:literal),+ $(,)? }) => {
-        impl $ty {
-            /// The stored word.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $word),+ }
-            }
-            /// Parses the stored word.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($word => Some(Self::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
 words!(LocalApiAction {
     Snapshot => "snapshot",
     Rollback => "rollback",

@@ -55,21 +55,6 @@ pub enum OpKind {
     Signed,
 }
 
-macro_rules! words {
-    ($ty:ty { $($variant:ident => $word:literal),+ $(,)? }) => {
-        impl $ty {
-            /// The stored word.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $word),+ }
-            }
-            /// Parses the stored word.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($word => Some(Self::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
 words!(OpStatus {
     Planned => "planned",
     Running => "running",
