@@ -56,7 +56,16 @@ pub(crate) const ENV_FILE_SUFFIX: &str = "_FILE";
 pub(crate) const ENV_CREDENTIAL_SUFFIX: &str = "_CREDENTIAL";
 
 /// The sections (objects) of the file.
-pub(crate) const SECTIONS: &[&str] = &["proxmox", "hub", "desired", "local_api", "authz", "log"];
+pub(crate) const SECTIONS: &[&str] = &[
+    "proxmox",
+    "hub",
+    "desired",
+    "local_api",
+    "authz",
+    "cloudflared",
+    "smart",
+    "log",
+];
 
 /// Every key.
 pub(crate) const KEYS: &[Key] = &[
@@ -113,6 +122,10 @@ pub(crate) const KEYS: &[Key] = &[
         kind: Kind::Number,
     },
     Key {
+        path: "hub.fingerprint",
+        kind: Kind::Text,
+    },
+    Key {
         path: "desired.file",
         kind: Kind::Text,
     },
@@ -130,6 +143,18 @@ pub(crate) const KEYS: &[Key] = &[
     },
     Key {
         path: "authz.max_lifetime_s",
+        kind: Kind::Number,
+    },
+    Key {
+        path: "cloudflared.metrics_addr",
+        kind: Kind::Text,
+    },
+    Key {
+        path: "smart.devices",
+        kind: Kind::List,
+    },
+    Key {
+        path: "smart.interval_s",
         kind: Kind::Number,
     },
     Key {

@@ -91,6 +91,10 @@ pub struct Config {
     pub local_api: LocalApiConfig,
     /// Signed-op verification bounds.
     pub authz: AuthzConfig,
+    /// cloudflared's metrics server; absent means the report carries `cloudflared: null`.
+    pub cloudflared: Option<CloudflaredConfig>,
+    /// SMART reads through the privileged fence.
+    pub smart: SmartConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -137,6 +141,8 @@ pub struct HubConfig {
     pub poll_interval_s: u64,
     /// Limit for one hub request, seconds.
     pub request_timeout_s: u64,
+    /// Optional SHA-256 pin of the hub's leaf certificate (https only); replaces the CA check.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// `desired.*`.
@@ -155,6 +161,29 @@ pub struct AuthzConfig {
     pub clock_skew_s: u64,
     /// Longest accepted `expires_at - issued_at`, seconds (at most seven days).
     pub max_lifetime_s: u64,
+}
+
+/// `cloudflared.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudflaredConfig {
+    /// Its `--metrics` address, probed at `/ready` once per report.
+    pub metrics_addr: SocketAddr,
+}
+
+/// `smart.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmartConfig {
+    /// Whole disks to read (`/dev/sda`, `/dev/nvme0n1`); empty disables SMART.
+    pub devices: Vec<String>,
+    /// Seconds between reads of one disk.
+    pub interval_s: u64,
+}
+
+impl SmartConfig {
+    /// `interval_s` as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_s)
+    }
 }
 
 /// `local_api.*`.

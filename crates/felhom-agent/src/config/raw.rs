@@ -15,6 +15,8 @@ pub(crate) struct RawConfig {
     pub desired: Option<RawDesired>,
     pub local_api: Option<RawLocalApi>,
     pub authz: Option<RawAuthz>,
+    pub cloudflared: Option<RawCloudflared>,
+    pub smart: Option<RawSmart>,
     pub log: Option<RawLog>,
 }
 
@@ -38,6 +40,7 @@ pub(crate) struct RawHub {
     pub api_key: Option<RawSecret>,
     pub poll_interval_s: Option<u64>,
     pub request_timeout_s: Option<u64>,
+    pub fingerprint: Option<String>,
 }
 
 /// `desired.*`.
@@ -61,6 +64,21 @@ pub(crate) struct RawLocalApi {
 pub(crate) struct RawAuthz {
     pub clock_skew_s: Option<u64>,
     pub max_lifetime_s: Option<u64>,
+}
+
+/// `cloudflared.*`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCloudflared {
+    pub metrics_addr: Option<String>,
+}
+
+/// `smart.*`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSmart {
+    pub devices: Option<Vec<String>>,
+    pub interval_s: Option<u64>,
 }
 
 /// `log.*`.

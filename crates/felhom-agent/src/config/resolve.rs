@@ -8,8 +8,8 @@ use super::keys;
 use super::raw::{RawConfig, RawSecret};
 use super::secret_source;
 use super::{
-    AuthzConfig, Config, ConfigError, DesiredConfig, Fingerprint, HubConfig, LocalApiConfig,
-    LogConfig, LogFormat, Origin, ProxmoxConfig,
+    AuthzConfig, CloudflaredConfig, Config, ConfigError, DesiredConfig, Fingerprint, HubConfig,
+    LocalApiConfig, LogConfig, LogFormat, Origin, ProxmoxConfig, SmartConfig,
 };
 
 /// Default `proxmox.connect_timeout_s`.
@@ -24,6 +24,11 @@ const MAX_CLOCK_SKEW_S: u64 = 3600;
 const MAX_LIFETIME_S: u64 = 7 * 24 * 3600;
 /// Default `hub.request_timeout_s`.
 pub const DEFAULT_HUB_REQUEST_TIMEOUT_S: u64 = 30;
+/// Default `smart.interval_s`: six hours (SMART values move slowly, and a read can wake a
+/// sleeping disk).
+pub const DEFAULT_SMART_INTERVAL_S: u64 = 6 * 3600;
+/// Lower bound of `smart.interval_s`.
+const MIN_SMART_INTERVAL_S: u64 = 60;
 /// Default `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -173,6 +178,13 @@ impl Resolver<'_> {
                     self.non_empty("hub.url", hub.url)?,
                     &["https", "http"],
                 )?,
+                fingerprint: hub
+                    .fingerprint
+                    .map(|text| {
+                        text.parse::<Fingerprint>()
+                            .map_err(|e| self.invalid("hub.fingerprint", e.to_string()))
+                    })
+                    .transpose()?,
                 api_key: self.secret("hub.api_key", self.required("hub.api_key", hub.api_key)?)?,
                 poll_interval_s: self.positive(
                     "hub.poll_interval_s",
@@ -223,6 +235,49 @@ impl Resolver<'_> {
             Some(_) => return Err(self.invalid("log.format", "must be \"text\" or \"json\"")),
         };
 
+        if let Some(hub) = &hub {
+            if hub.fingerprint.is_some() && hub.url.scheme() != "https" {
+                return Err(self.invalid("hub.fingerprint", "a pin needs an https hub.url"));
+            }
+        }
+
+        let cloudflared = raw
+            .cloudflared
+            .and_then(|c| c.metrics_addr)
+            .map(|addr| {
+                addr.parse::<SocketAddr>()
+                    .map(|metrics_addr| CloudflaredConfig { metrics_addr })
+                    .map_err(|_| {
+                        self.invalid(
+                            "cloudflared.metrics_addr",
+                            format!("{addr:?} is not ip:port (cloudflared's --metrics address)"),
+                        )
+                    })
+            })
+            .transpose()?;
+
+        let raw_smart = raw.smart.unwrap_or_default();
+        let devices = raw_smart.devices.unwrap_or_default();
+        for device in &devices {
+            privileged::BlockDevice::parse(device)
+                .map_err(|e| self.invalid("smart.devices", e.to_string()))?;
+        }
+        let interval_s = self.positive(
+            "smart.interval_s",
+            raw_smart.interval_s,
+            DEFAULT_SMART_INTERVAL_S,
+        )?;
+        if interval_s < MIN_SMART_INTERVAL_S {
+            return Err(self.invalid(
+                "smart.interval_s",
+                format!("must be at least {MIN_SMART_INTERVAL_S}"),
+            ));
+        }
+        let smart = SmartConfig {
+            devices,
+            interval_s,
+        };
+
         let raw_authz = raw.authz.unwrap_or_default();
         let authz = AuthzConfig {
             clock_skew_s: self.bounded(
@@ -249,6 +304,8 @@ impl Resolver<'_> {
             desired,
             local_api: LocalApiConfig { listen },
             authz,
+            cloudflared,
+            smart,
             log: LogConfig { level, format },
         })
     }

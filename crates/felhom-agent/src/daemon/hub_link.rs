@@ -19,12 +19,42 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::signed::{Verdict, Verifier};
+use super::smart::SmartSnapshot;
+use crate::config::{Config, HubConfig};
 
 /// How many outcomes of signed ops are kept for reports (the hub drops an op from its queue
 /// once it has seen the outcome, so only recent ones matter).
 const MAX_OUTCOMES: usize = 100;
 /// Audit entries read per report at most (the report's size bound trims further).
 const AUDIT_BATCH: u32 = 2000;
+/// How long the cloudflared probe waits; it is on loopback, so anything slower is "not ready".
+const CLOUDFLARED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The hub client as configured: URL, key, request limit and the optional certificate pin.
+pub fn hub_client(config: &Config, hub_cfg: &HubConfig) -> anyhow::Result<hub::HubClient> {
+    use anyhow::Context as _;
+    let mut options = hub::ClientOptions::new(
+        hub_cfg.url.clone(),
+        config.host_id.clone(),
+        pve::Secret::new(hub_cfg.api_key.value.expose().clone()),
+    );
+    options.request_timeout = std::time::Duration::from_secs(hub_cfg.request_timeout_s);
+    options.pin = hub_cfg.fingerprint.clone();
+    hub::HubClient::new(options).context("cannot set up the hub client")
+}
+
+/// The cloudflared probe, when `cloudflared.metrics_addr` is configured.
+pub fn cloudflared_probe(config: &Config) -> anyhow::Result<Option<collect::CloudflaredProbe>> {
+    use anyhow::Context as _;
+    config
+        .cloudflared
+        .as_ref()
+        .map(|c| {
+            collect::CloudflaredProbe::new(&c.metrics_addr.to_string(), CLOUDFLARED_TIMEOUT)
+                .context("cannot set up the cloudflared probe")
+        })
+        .transpose()
+}
 
 /// Assembles the host report from the collectors, the engine's status and the journal.
 pub struct AgentReport {
@@ -35,18 +65,23 @@ pub struct AgentReport {
     state_dir: PathBuf,
     outcomes: Arc<Mutex<Vec<OpOutcome>>>,
     first_seen: Mutex<BTreeMap<String, String>>,
+    cloudflared: Option<collect::CloudflaredProbe>,
+    smart: watch::Receiver<SmartSnapshot>,
     #[cfg(debug_assertions)]
     fault: Option<String>,
 }
 
 impl AgentReport {
-    /// A report source for this host. `outcomes` is shared with [`consume`].
+    /// A report source for this host. `outcomes` is shared with [`consume`]; `smart` is
+    /// published by the SMART task (`daemon::smart::run`).
     pub fn new(
         host_id: String,
         client: pve::Client,
         state_dir: PathBuf,
         status: watch::Receiver<EngineStatus>,
         outcomes: Arc<Mutex<Vec<OpOutcome>>>,
+        cloudflared: Option<collect::CloudflaredProbe>,
+        smart: watch::Receiver<SmartSnapshot>,
     ) -> Self {
         let filesystems = vec![PathBuf::from("/"), state_dir.clone()];
         AgentReport {
@@ -60,6 +95,8 @@ impl AgentReport {
             state_dir,
             outcomes,
             first_seen: Mutex::new(BTreeMap::new()),
+            cloudflared,
+            smart,
             // Test-only fault injection (debug builds): `wedge-hub-collect` makes report
             // collection hang so the watchdog test can see the pings stop.
             #[cfg(debug_assertions)]
@@ -124,7 +161,15 @@ impl ReportSource for AgentReport {
             let mut c = self.collector.lock().unwrap_or_else(|e| e.into_inner());
             c.collect()
         };
-        let pve = collect::collect_pve(&self.client).await;
+        report.host.smart = self.smart.borrow().reports();
+        // Both reads are bounded (request and probe timeouts), so run them side by side.
+        let (pve, cloudflared) = tokio::join!(collect::collect_pve(&self.client), async {
+            match &self.cloudflared {
+                Some(probe) => Some(probe.probe().await),
+                None => None,
+            }
+        });
+        report.cloudflared = cloudflared;
         report.host.pve = pve.node;
         report.host.errors.extend(pve.errors);
         let status = self.status.borrow().clone();

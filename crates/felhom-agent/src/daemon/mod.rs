@@ -12,6 +12,7 @@
 pub mod hub_link;
 pub mod ops_dir;
 pub mod signed;
+pub mod smart;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,14 +103,20 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
     let mut hub_health = None;
     if let Some(hub_cfg) = &config.hub {
         let poll_interval = Duration::from_secs(hub_cfg.poll_interval_s);
-        let mut options = hub::ClientOptions::new(
-            hub_cfg.url.clone(),
-            config.host_id.clone(),
-            pve::Secret::new(hub_cfg.api_key.value.expose().clone()),
-        );
-        options.request_timeout = Duration::from_secs(hub_cfg.request_timeout_s);
-        let request_timeout = options.request_timeout;
-        let hub_client = hub::HubClient::new(options).context("cannot set up the hub client")?;
+        let request_timeout = Duration::from_secs(hub_cfg.request_timeout_s);
+        let hub_client = hub_link::hub_client(config, hub_cfg)?;
+        let (smart_tx, smart_rx) = watch::channel(smart::SmartSnapshot::default());
+        if !config.smart.devices.is_empty() {
+            let cache = collect::SmartCache::new(
+                smart::PrivilegedSmart::new(privileged::Privileged::system()),
+                config.smart.devices.clone(),
+                config.smart.interval(),
+            );
+            let mut stop = shutdown.clone();
+            tasks.spawn(smart::run(cache, smart_tx, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let source = hub_link::AgentReport::new(
             config.host_id.clone(),
@@ -117,6 +124,8 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
             config.state_dir.clone(),
             wiring.status.clone(),
             outcomes.clone(),
+            hub_link::cloudflared_probe(config)?,
+            smart_rx,
         );
         let mut poll_opts = hub::PollOptions::new(config.host_id.clone(), poll_interval);
         poll_opts.agent_version = env!("CARGO_PKG_VERSION").to_owned();

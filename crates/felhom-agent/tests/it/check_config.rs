@@ -469,3 +469,77 @@ fn authz_bounds_have_defaults_and_limits() {
     let err = expect_error(&mut check_config(&fx.config(&cfg)));
     assert!(err.contains("authz.skew"), "{err}");
 }
+
+#[test]
+fn hub_pin_cloudflared_and_smart_are_checked_and_named() {
+    let fx = Fixture::new();
+    let out = expect_ok(&mut check_config(&fx.config(&valid_config())));
+    assert_eq!(out["cloudflared"], Value::Null);
+    assert_eq!(out["smart"], json!({"devices": [], "interval_s": 21600}));
+    assert_eq!(out["hub"]["fingerprint"], Value::Null);
+
+    let mut cfg = valid_config();
+    cfg["hub"]["url"] = json!("https://hub.example.invalid");
+    cfg["hub"]["fingerprint"] = json!(FINGERPRINT.to_ascii_lowercase());
+    cfg["cloudflared"] = json!({"metrics_addr": "127.0.0.1:20241"});
+    cfg["smart"] = json!({"devices": ["/dev/sda", "/dev/nvme0n1"], "interval_s": 3600});
+    let out = expect_ok(&mut check_config(&fx.config(&cfg)));
+    assert_eq!(out["hub"]["fingerprint"], FINGERPRINT.to_ascii_uppercase());
+    assert_eq!(out["cloudflared"]["metrics_addr"], "127.0.0.1:20241");
+    assert_eq!(out["smart"]["devices"], json!(["/dev/sda", "/dev/nvme0n1"]));
+
+    // The overlay reaches the new keys too (lists comma-separated).
+    let out = expect_ok(
+        check_config(&fx.config(&cfg))
+            .env("FELHOM_AGENT_SMART_DEVICES", "/dev/sdb,/dev/sdc")
+            .env("FELHOM_AGENT_CLOUDFLARED_METRICS_ADDR", "[::1]:9000"),
+    );
+    assert_eq!(out["smart"]["devices"], json!(["/dev/sdb", "/dev/sdc"]));
+    assert_eq!(out["cloudflared"]["metrics_addr"], "[::1]:9000");
+
+    // Each bad value is refused, naming the key.
+    let cases = [
+        ("hub", json!({"fingerprint": "AA:BB"}), "hub.fingerprint"),
+        ("smart", json!({"devices": ["/dev/sda1"]}), "smart.devices"),
+        (
+            "smart",
+            json!({"devices": ["/etc/shadow"]}),
+            "smart.devices",
+        ),
+        (
+            "smart",
+            json!({"devices": ["/dev/../sda"]}),
+            "smart.devices",
+        ),
+        ("smart", json!({"interval_s": 5}), "smart.interval_s"),
+        (
+            "cloudflared",
+            json!({"metrics_addr": "localhost"}),
+            "cloudflared.metrics_addr",
+        ),
+        ("cloudflared", json!({"url": "x"}), "cloudflared.url"),
+    ];
+    for (section, value, key) in cases {
+        let mut cfg = cfg.clone();
+        match (section, value) {
+            ("hub", serde_json::Value::Object(fields)) => {
+                for (k, v) in fields {
+                    cfg["hub"][k] = v;
+                }
+            }
+            (section, value) => cfg[section] = value,
+        }
+        let err = expect_error(&mut check_config(&fx.config(&cfg)));
+        assert!(err.contains(key), "{key}: {err}");
+    }
+
+    // A pin on plain http would pin nothing.
+    let mut cfg = valid_config();
+    cfg["hub"]["url"] = json!("http://127.0.0.1:9");
+    cfg["hub"]["fingerprint"] = json!(FINGERPRINT);
+    let err = expect_error(&mut check_config(&fx.config(&cfg)));
+    assert!(
+        err.contains("hub.fingerprint") && err.contains("https"),
+        "{err}"
+    );
+}
