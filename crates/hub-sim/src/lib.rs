@@ -8,6 +8,10 @@
 //! and survives restarts (API key included). Test controls — injected garbage and status
 //! codes, a listener outage, the request log — live on the separate admin listener.
 //!
+//! The agent API is plain HTTP by default; with [`Options::tls`] (`--tls`) it is HTTPS with a
+//! self-signed certificate kept in the state directory, so tests can run the agent's hub client
+//! the way it runs in production (TLS, pinned leaf) against a stable fingerprint.
+//!
 //! It is a test and reference hub, not a production one: one API key for all hosts, no admin
 //! authentication, loopback only by default. It never verifies signed ops (it relays opaque
 //! blobs, as a real hub must) and never judges desired states.
@@ -62,6 +66,15 @@ pub enum HubSimError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The agent listener's certificate cannot be created, read or used (`--tls`).
+    #[error("cannot prepare the agent listener's certificate in {dir}")]
+    Tls {
+        /// The certificate directory (`STATE/tls`).
+        dir: PathBuf,
+        /// What failed.
+        #[source]
+        source: pve_sim::tls::TlsError,
     },
     /// The OS random source failed (API key generation).
     #[error("no randomness for the api key: {reason}")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-/// The felhom reference hub (hub protocol v1 over plain HTTP on loopback; tests and demo).
+/// The felhom reference hub (hub protocol v1 on loopback, plain HTTP or `--tls`; tests and demo).
 #[derive(Parser, Debug)]
 #[command(name = "felhom-hub-sim", version)]
 struct Cli {
@@ -24,6 +24,11 @@ struct Cli {
     /// Dead-man's switch: a host silent for longer than this many seconds is alerted.
     #[arg(long, default_value_t = 90)]
     deadline_s: u64,
+    /// Serve the agent API over HTTPS with a self-signed certificate kept in STATE/tls/ (same
+    /// fingerprint after a restart); the ready line then carries its `fingerprint`. The admin
+    /// API stays plain HTTP.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[tokio::main]
@@ -49,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         admin_listen: cli.admin_listen,
         state_dir,
         deadline: Duration::from_secs(cli.deadline_s),
+        tls: cli.tls,
     })
     .await
     .context("cannot start the reference hub")?;

@@ -14,12 +14,16 @@ use crate::process;
 /// The ready line `felhom-hub-sim` prints on stdout (DESIGN.md §4.5).
 #[derive(Clone, Deserialize)]
 pub struct HubInfo {
-    /// Agent API, `http://127.0.0.1:PORT`.
+    /// Agent API, `http://127.0.0.1:PORT` (`https://` with [`HubOptions::tls`]).
     pub url: String,
     /// The bearer key agents use (a secret: never in `Debug`).
     pub api_key: String,
     /// Admin API, `http://127.0.0.1:PORT` (a separate listener, no authentication).
     pub admin_url: String,
+    /// With [`HubOptions::tls`]: SHA-256 of the agent listener's leaf, `AA:BB:…`, the pin to
+    /// configure the agent with. Stable across restarts on the same state directory.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for HubInfo {
@@ -28,6 +32,7 @@ impl std::fmt::Debug for HubInfo {
             .field("url", &self.url)
             .field("api_key", &"<redacted>")
             .field("admin_url", &self.admin_url)
+            .field("fingerprint", &self.fingerprint)
             .finish()
     }
 }
@@ -54,6 +59,13 @@ impl HubOptions {
     pub fn log_to(mut self, path: impl Into<PathBuf>) -> Self {
         self.log_file = Some(path.into());
         self
+    }
+
+    /// Serve the agent API over HTTPS (`--tls`) so the agent's hub client runs with a pinned
+    /// certificate as in production; [`HubInfo::fingerprint`] is then the pin. The admin API
+    /// stays plain HTTP, so [`Hub::admin`] is unaffected.
+    pub fn tls(self) -> Self {
+        self.arg("--tls")
     }
 
     /// Append a raw argument.

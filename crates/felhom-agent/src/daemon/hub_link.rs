@@ -39,7 +39,7 @@ pub fn hub_client(config: &Config, hub_cfg: &HubConfig) -> anyhow::Result<hub::H
         pve::Secret::new(hub_cfg.api_key.value.expose().clone()),
     );
     options.request_timeout = std::time::Duration::from_secs(hub_cfg.request_timeout_s);
-    options.pin = hub_cfg.fingerprint.clone();
+    options.pin = hub_cfg.fingerprint;
     hub::HubClient::new(options).context("cannot set up the hub client")
 }
 

@@ -12,16 +12,16 @@ use testkit::{Hub, HubOptions, Sim, SimOptions};
 
 use crate::Fixture;
 
-const HOST: &str = "host-e2e";
+pub(crate) const HOST: &str = "host-e2e";
 
 /// Datagrams received on a notify socket, collected by a background thread.
-struct NotifySocket {
+pub(crate) struct NotifySocket {
     path: PathBuf,
     messages: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl NotifySocket {
-    fn bind(dir: &Path) -> NotifySocket {
+    pub(crate) fn bind(dir: &Path) -> NotifySocket {
         let path = dir.join("notify.sock");
         let sock = UnixDatagram::bind(&path).expect("bind notify socket");
         sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -45,7 +45,7 @@ impl NotifySocket {
         NotifySocket { path, messages }
     }
 
-    fn count(&self, prefix: &str, since: Instant) -> usize {
+    pub(crate) fn count(&self, prefix: &str, since: Instant) -> usize {
         self.messages
             .lock()
             .expect("lock")
@@ -55,7 +55,13 @@ impl NotifySocket {
     }
 }
 
-fn config(fx: &Fixture, sim: &Sim, hub: &Hub, poll_s: u64, request_timeout_s: u64) -> PathBuf {
+pub(crate) fn config(
+    fx: &Fixture,
+    sim: &Sim,
+    hub: &Hub,
+    poll_s: u64,
+    request_timeout_s: u64,
+) -> PathBuf {
     let token = fx.write("proxmox-token", &sim.info.token, 0o600);
     let api_key = fx.write("hub-key", &hub.info.api_key, 0o600);
     fx.config(&json!({
@@ -79,7 +85,7 @@ fn config(fx: &Fixture, sim: &Sim, hub: &Hub, poll_s: u64, request_timeout_s: u6
 
 /// The agent process, killed if a test fails before it stops it (so a failed test never
 /// leaves a daemon running).
-struct Agent(Child);
+pub(crate) struct Agent(Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
@@ -103,11 +109,12 @@ impl std::ops::DerefMut for Agent {
     }
 }
 
-fn spawn_agent(
+/// Starts `felhom-agent run` with a clean environment plus `env` (which may replace `PATH`).
+pub(crate) fn spawn_agent(
     config: &Path,
     notify: &NotifySocket,
     watchdog_usec: u64,
-    fault: Option<&str>,
+    env: &[(&str, &std::ffi::OsStr)],
 ) -> Agent {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_felhom-agent"));
     cmd.env_clear()
@@ -122,13 +129,11 @@ fn spawn_agent(
         .stderr(Stdio::from(
             std::fs::File::create(config.with_file_name("agent.log")).expect("log file"),
         ));
-    if let Some(f) = fault {
-        cmd.env("FELHOM_FAULT", f);
-    }
+    cmd.envs(env.iter().copied());
     Agent(cmd.spawn().expect("spawn agent"))
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -136,7 +141,7 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Ok(Some(status)) = child.try_wait() {
@@ -148,7 +153,11 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
 }
 
 /// Polls the hub's latest report until `pred` holds.
-async fn wait_report(hub: &Hub, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_report(
+    hub: &Hub,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let start = Instant::now();
     let mut last = Value::Null;
     while start.elapsed() < limit {
@@ -163,7 +172,7 @@ async fn wait_report(hub: &Hub, limit: Duration, pred: impl Fn(&Value) -> bool) 
     panic!("no matching report within {limit:?}; last: {last:#}");
 }
 
-fn agent_log(config: &Path) -> String {
+pub(crate) fn agent_log(config: &Path) -> String {
     std::fs::read_to_string(config.with_file_name("agent.log")).unwrap_or_default()
 }
 
@@ -179,7 +188,7 @@ async fn daemon_converges_reports_survives_hub_faults_and_stops_cleanly() {
         .expect("hub config");
     let notify = NotifySocket::bind(fx.dir.path());
     let started = Instant::now();
-    let mut agent = spawn_agent(&cfg, &notify, 2_000_000, None);
+    let mut agent = spawn_agent(&cfg, &notify, 2_000_000, &[]);
 
     hub.put_desired(
         HOST,
@@ -270,7 +279,12 @@ async fn watchdog_stops_feeding_when_the_hub_loop_is_wedged() {
     let cfg = config(&fx, &sim, &hub, 1, 1);
     let notify = NotifySocket::bind(fx.dir.path());
     let started = Instant::now();
-    let mut agent = spawn_agent(&cfg, &notify, 1_000_000, Some("wedge-hub-collect"));
+    let mut agent = spawn_agent(
+        &cfg,
+        &notify,
+        1_000_000,
+        &[("FELHOM_FAULT", "wedge-hub-collect".as_ref())],
+    );
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     let early = notify.count("WATCHDOG=1", started);
@@ -309,7 +323,7 @@ async fn sighup_reloads_a_valid_configuration_and_keeps_a_bad_one_out() {
     let good = std::fs::read_to_string(&cfg).expect("config");
     let notify = NotifySocket::bind(fx.dir.path());
     let started = Instant::now();
-    let mut agent = spawn_agent(&cfg, &notify, 0, None);
+    let mut agent = spawn_agent(&cfg, &notify, 0, &[]);
     let hup = |child: &Child| {
         Command::new("kill")
             .args(["-HUP", &child.id().to_string()])

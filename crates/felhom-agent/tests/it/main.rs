@@ -17,6 +17,7 @@
 mod check_config;
 mod cli;
 mod daemon;
+mod daemon_wired;
 mod demo;
 mod engine_adversarial;
 mod engine_crash;

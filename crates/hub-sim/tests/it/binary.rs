@@ -16,6 +16,8 @@ async fn prints_one_ready_line_and_serves() {
         .unwrap();
     let info: hub_sim::ReadyInfo = serde_json::from_str(line.trim()).unwrap();
     assert!(info.url.starts_with("http://127.0.0.1:"));
+    // Without --tls the ready line is what it always was: no fingerprint key at all.
+    assert!(!line.contains("fingerprint"), "{line}");
     assert!(info.admin_url.starts_with("http://127.0.0.1:"));
     assert_ne!(info.url, info.admin_url);
     let http = crate::http();

@@ -3,10 +3,12 @@
 //! - `agent`: the agent-facing protocol (auth, conditional GET, ops queue, reports, gzip, bounds).
 //! - `admin`: dead-man's switch, faults, listener outage, restart with the same state.
 //! - `binary`: the `felhom-hub-sim` process and its ready line.
+//! - `tls`: the agent API over HTTPS (`--tls`) with a pinned, restart-stable certificate.
 
 mod admin;
 mod agent;
 mod binary;
+mod tls;
 
 use std::time::Duration;
 
