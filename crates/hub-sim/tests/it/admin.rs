@@ -124,6 +124,12 @@ async fn faults_answer_garbage_or_a_status_then_recover() {
 #[tokio::test]
 async fn down_refuses_connections_then_comes_back_on_the_same_port() {
     let t = TestHub::start(Duration::from_secs(90)).await;
+    assert_down_then_back(&t).await;
+}
+
+/// `/admin/down` for 700 ms: the agent port refuses connections (nothing listens), the admin
+/// API stays up, and the agent API answers again on the same port afterwards.
+pub async fn assert_down_then_back(t: &TestHub) {
     assert_eq!(t.get_desired("h1", None).await.status(), 200);
     let (s, _) = t
         .admin_json(
@@ -134,16 +140,12 @@ async fn down_refuses_connections_then_comes_back_on_the_same_port() {
         .await;
     assert_eq!(s, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let fresh = crate::http();
-    let err = fresh
-        .get(t.agent("h1", "desired"))
-        .header("authorization", t.key())
-        .send()
-        .await
-        .unwrap_err();
+    let err = t.fresh_get_desired("h1").await.unwrap_err();
     assert!(err.is_connect(), "{err:?}");
+    let refused = std::net::TcpStream::connect(t.hub.agent_addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     // The admin API stays up.
-    assert!(alerts(&t).await.is_empty());
+    assert!(alerts(t).await.is_empty());
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(t.get_desired("h1", None).await.status(), 200);
 }

@@ -1,20 +1,11 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::spawn_binary;
 
 #[tokio::test]
 async fn prints_one_ready_line_and_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_felhom-hub-sim"))
-        .args(["--state", dir.path().to_str().unwrap(), "--deadline-s", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let info: hub_sim::ReadyInfo = serde_json::from_str(line.trim()).unwrap();
+    let (mut child, info, line) = spawn_binary(dir.path(), &["--deadline-s", "5"]);
     assert!(info.url.starts_with("http://127.0.0.1:"));
     // Without --tls the ready line is what it always was: no fingerprint key at all.
     assert!(!line.contains("fingerprint"), "{line}");
@@ -43,17 +34,7 @@ async fn prints_one_ready_line_and_serves() {
     let st = child.wait().unwrap();
     assert!(st.success(), "{st:?}");
     // The key is stable across restarts on the same state.
-    let mut again = Command::new(env!("CARGO_BIN_EXE_felhom-hub-sim"))
-        .args(["--state", dir.path().to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(again.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let info2: hub_sim::ReadyInfo = serde_json::from_str(line.trim()).unwrap();
+    let (mut again, info2, _) = spawn_binary(dir.path(), &[]);
     assert_eq!(info2.api_key, info.api_key);
     let _ = again.kill();
     let _ = again.wait();

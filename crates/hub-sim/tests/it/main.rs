@@ -10,6 +10,10 @@ mod agent;
 mod binary;
 mod tls;
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -29,7 +33,53 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client that trusts exactly the leaf with fingerprint `pin` (any host name), like the
+/// agent's hub client; plain `http://` URLs (the admin API) still work through it.
+pub fn pinned(pin: &str) -> reqwest::Client {
+    let pin = pve::Fingerprint::from_str(pin).unwrap();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(pve::pinned_client_config(pin).unwrap())
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Runs `felhom-hub-sim --state STATE ARGS…` and reads its ready line.
+pub fn spawn_binary(state: &Path, args: &[&str]) -> (Child, hub_sim::ReadyInfo, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_felhom-hub-sim"))
+        .args(["--state", state.to_str().unwrap()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info = serde_json::from_str(line.trim()).unwrap();
+    (child, info, line)
+}
+
 impl TestHub {
+    /// A new client (no pooled connection) for the agent API: pinned when the hub speaks TLS.
+    pub fn fresh(&self) -> reqwest::Client {
+        match &self.hub.info.fingerprint {
+            Some(pin) => pinned(pin),
+            None => http(),
+        }
+    }
+
+    /// `GET desired` on a fresh connection.
+    pub async fn fresh_get_desired(&self, host: &str) -> reqwest::Result<reqwest::Response> {
+        self.fresh()
+            .get(self.agent(host, "desired"))
+            .header("authorization", self.key())
+            .send()
+            .await
+    }
+
     pub async fn start(deadline: Duration) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = hub_sim::Options::loopback(dir.path());

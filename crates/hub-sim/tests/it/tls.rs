@@ -2,26 +2,11 @@
 //! checked with the same pinning verifier the agent uses (`pve::pinned_client_config`), so a
 //! pass here means an agent configured with the printed fingerprint can talk to this hub.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::TestHub;
-
-/// A client that trusts exactly the leaf with fingerprint `pin` (any host name), like the
-/// agent's hub client; plain `http://` URLs (the admin API) still work through it.
-fn pinned(pin: &str) -> reqwest::Client {
-    let pin = pve::Fingerprint::from_str(pin).unwrap();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(pve::pinned_client_config(pin).unwrap())
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
+use crate::{pinned, spawn_binary, TestHub};
 
 async fn start_tls(dir: tempfile::TempDir, listen: Option<std::net::SocketAddr>) -> TestHub {
     let mut opts = hub_sim::Options::loopback(dir.path());
@@ -99,14 +84,7 @@ async fn tls_serves_the_agent_api_to_a_pinned_client_with_a_stable_certificate()
     assert_eq!(t.hub.info.fingerprint.as_deref(), Some(pin.as_str()));
     assert_eq!(t.hub.info.api_key, info.api_key);
     assert_eq!(t.hub.info.url, info.url);
-    let status = pinned(&pin)
-        .get(t.agent("h1", "desired"))
-        .header("authorization", t.key())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(t.fresh_get_desired("h1").await.unwrap().status(), 200);
     t.hub.shutdown().await;
 }
 
@@ -128,57 +106,14 @@ async fn plain_ready_line_has_no_fingerprint() {
 #[tokio::test]
 async fn down_over_tls_refuses_connections_then_comes_back_on_the_same_port() {
     let t = start_tls(tempfile::tempdir().unwrap(), None).await;
-    let pin = t.hub.info.fingerprint.clone().unwrap();
-    assert_eq!(t.get_desired("h1", None).await.status(), 200);
-    let (s, _) = t
-        .admin_json(
-            reqwest::Method::POST,
-            "/admin/down",
-            Some(json!({"ms": 700})),
-        )
-        .await;
-    assert_eq!(s, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let err = pinned(&pin)
-        .get(t.agent("h1", "desired"))
-        .header("authorization", t.key())
-        .send()
-        .await
-        .unwrap_err();
-    assert!(err.is_connect(), "{err:?}");
-    // Refused outright, not a handshake failure: nothing listens on the port.
-    let refused = std::net::TcpStream::connect(t.hub.agent_addr).unwrap_err();
-    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-    // The admin API stays up.
-    let (s, _) = t
-        .admin_json(reqwest::Method::GET, "/admin/alerts", None)
-        .await;
-    assert_eq!(s, 200);
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    // Back with the same certificate.
-    assert_eq!(t.get_desired("h1", None).await.status(), 200);
+    crate::admin::assert_down_then_back(&t).await;
     t.hub.shutdown().await;
-}
-
-fn spawn_tls_binary(state: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_felhom-hub-sim"))
-        .args(["--state", state.to_str().unwrap(), "--tls"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line)
 }
 
 #[tokio::test]
 async fn binary_with_tls_prints_a_stable_fingerprint_and_serves_https() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, line) = spawn_tls_binary(dir.path());
-    let info: hub_sim::ReadyInfo = serde_json::from_str(line.trim()).unwrap();
+    let (mut child, info, line) = spawn_binary(dir.path(), &["--tls"]);
     let _ = (child.kill(), child.wait());
     assert!(info.url.starts_with("https://127.0.0.1:"), "{line}");
     assert!(info.admin_url.starts_with("http://127.0.0.1:"), "{line}");
@@ -189,8 +124,7 @@ async fn binary_with_tls_prints_a_stable_fingerprint_and_serves_https() {
     assert_fingerprint_form(&pin);
 
     // A second process on the same state (even after a kill -9) presents the same certificate.
-    let (mut again, line) = spawn_tls_binary(dir.path());
-    let info2: hub_sim::ReadyInfo = serde_json::from_str(line.trim()).unwrap();
+    let (mut again, info2, _) = spawn_binary(dir.path(), &["--tls"]);
     assert_eq!(info2.fingerprint.as_deref(), Some(pin.as_str()));
     let status = pinned(&pin)
         .get(format!("{}/api/v1/hosts/h1/desired", info2.url))
