@@ -1,8 +1,9 @@
 //! felhom-agent: the privileged host agent for Proxmox VE (DESIGN.md §1). This crate is the
 //! glue around the library crates: the command line ([`cli`]), the configuration ([`config`],
-//! start reading there), logging ([`logging`]) and the [`secret::Secret`] wrapper. It never
-//! talks to Proxmox or runs root commands itself; `pve` and `privileged` do, and the daemon
-//! loops that drive them land here in later issues. `main.rs` only maps errors to exit codes.
+//! start reading there), logging ([`logging`]), the daemon's wiring ([`daemon`]: engine, hub
+//! link, local sources, SMART, liveness), systemd notification ([`systemd`]) and the demo. It
+//! never talks to Proxmox or runs root commands itself; `pve` and `privileged` do. Secrets are
+//! `pve::Secret`s everywhere. `main.rs` only maps errors to exit codes.
 
 pub mod cli;
 pub mod config;
@@ -12,6 +13,5 @@ pub mod ledger;
 pub mod localapi_wiring;
 pub mod logging;
 pub mod proxmox;
-pub mod secret;
 pub mod selftest;
 pub mod systemd;

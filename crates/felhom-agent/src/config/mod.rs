@@ -20,7 +20,7 @@
 //! Inline (`"token": "…"`), from a file (`{"file": "/etc/felhom/token"}`: a regular file with
 //! no group or other permission bits, one trailing newline stripped) or from a systemd credential
 //! (`{"credential": "proxmox-token"}`: `$CREDENTIALS_DIRECTORY/proxmox-token`, same checks).
-//! Values are [`Secret`](crate::secret::Secret)s: printed and serialized as `<redacted>`.
+//! Values are [`pve::Secret`]s: printed and serialized as `<redacted>`.
 
 mod error;
 mod keys;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::raw::RawSecret;
 use super::{ConfigError, Origin};
-use crate::secret::Secret;
+use pve::Secret;
 
 /// Where a secret came from; shown by `check-config` instead of the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,7 +35,7 @@ pub enum SecretSource {
 #[derive(Debug, Clone, Serialize)]
 pub struct ResolvedSecret {
     /// The value (redacted in every print).
-    pub value: Secret<String>,
+    pub value: Secret,
     /// Where it came from.
     #[serde(flatten)]
     pub source: SecretSource,

@@ -36,7 +36,7 @@ pub fn hub_client(config: &Config, hub_cfg: &HubConfig) -> anyhow::Result<hub::H
     let mut options = hub::ClientOptions::new(
         hub_cfg.url.clone(),
         config.host_id.clone(),
-        pve::Secret::new(hub_cfg.api_key.value.expose().clone()),
+        hub_cfg.api_key.value.clone(),
     );
     options.request_timeout = std::time::Duration::from_secs(hub_cfg.request_timeout_s);
     options.pin = hub_cfg.fingerprint;
