@@ -244,6 +244,21 @@ async fn daemon_with_pinned_https_hub_cloudflared_smart_and_local_api() {
         "{argv}"
     );
 
+    // Invariant 8: no secret in what the hub stored (key, Proxmox token, local API token).
+    let stored = hub
+        .report(HOST)
+        .await
+        .expect("report")
+        .expect("stored")
+        .to_string();
+    let token_secret = sim.info.token.split_once('=').map_or("", |(_, s)| s);
+    for secret in [hub.info.api_key.as_str(), token_secret, token.as_str()] {
+        assert!(
+            !secret.is_empty() && !stored.contains(secret),
+            "secret in the report"
+        );
+    }
+
     sigterm(&daemon);
     let status = wait_exit(&mut daemon, Duration::from_secs(25)).expect("agent did not stop");
     assert!(status.success(), "exit {status:?}:\n{}", agent_log(&cfg));
