@@ -62,6 +62,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "desired",
     "local_api",
     "authz",
+    "reconcile",
     "cloudflared",
     "smart",
     "log",
@@ -143,6 +144,14 @@ pub(crate) const KEYS: &[Key] = &[
     },
     Key {
         path: "authz.max_lifetime_s",
+        kind: Kind::Number,
+    },
+    Key {
+        path: "reconcile.parallel",
+        kind: Kind::Number,
+    },
+    Key {
+        path: "reconcile.queue_depth",
         kind: Kind::Number,
     },
     Key {

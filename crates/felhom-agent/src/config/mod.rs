@@ -91,6 +91,8 @@ pub struct Config {
     pub local_api: LocalApiConfig,
     /// Signed-op verification bounds.
     pub authz: AuthzConfig,
+    /// Guest mutation limits.
+    pub reconcile: ReconcileConfig,
     /// cloudflared's metrics server; absent means the report carries `cloudflared: null`.
     pub cloudflared: Option<CloudflaredConfig>,
     /// SMART reads through the privileged fence.
@@ -161,6 +163,15 @@ pub struct AuthzConfig {
     pub clock_skew_s: u64,
     /// Longest accepted `expires_at - issued_at`, seconds (at most seven days).
     pub max_lifetime_s: u64,
+}
+
+/// `reconcile.*`: how many guests are changed at once and how much may queue per guest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileConfig {
+    /// Guests mutated in parallel (at most pvedaemon's 3 workers).
+    pub parallel: usize,
+    /// Ops that may wait for one guest before it answers "busy".
+    pub queue_depth: usize,
 }
 
 /// `cloudflared.*`.

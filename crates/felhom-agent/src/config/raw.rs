@@ -15,6 +15,7 @@ pub(crate) struct RawConfig {
     pub desired: Option<RawDesired>,
     pub local_api: Option<RawLocalApi>,
     pub authz: Option<RawAuthz>,
+    pub reconcile: Option<RawReconcile>,
     pub cloudflared: Option<RawCloudflared>,
     pub smart: Option<RawSmart>,
     pub log: Option<RawLog>,
@@ -64,6 +65,14 @@ pub(crate) struct RawLocalApi {
 pub(crate) struct RawAuthz {
     pub clock_skew_s: Option<u64>,
     pub max_lifetime_s: Option<u64>,
+}
+
+/// `reconcile.*`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReconcile {
+    pub parallel: Option<u64>,
+    pub queue_depth: Option<u64>,
 }
 
 /// `cloudflared.*`.

@@ -9,7 +9,7 @@ use super::raw::{RawConfig, RawSecret};
 use super::secret_source;
 use super::{
     AuthzConfig, CloudflaredConfig, Config, ConfigError, DesiredConfig, Fingerprint, HubConfig,
-    LocalApiConfig, LogConfig, LogFormat, Origin, ProxmoxConfig, SmartConfig,
+    LocalApiConfig, LogConfig, LogFormat, Origin, ProxmoxConfig, ReconcileConfig, SmartConfig,
 };
 
 /// Default `proxmox.connect_timeout_s`.
@@ -29,6 +29,10 @@ pub const DEFAULT_HUB_REQUEST_TIMEOUT_S: u64 = 30;
 pub const DEFAULT_SMART_INTERVAL_S: u64 = 6 * 3600;
 /// Lower bound of `smart.interval_s`.
 const MIN_SMART_INTERVAL_S: u64 = 60;
+/// Upper bound of `reconcile.parallel`: pvedaemon's worker count (reconcile's queue docs).
+const MAX_PARALLEL: u64 = 3;
+/// Upper bound of `reconcile.queue_depth`.
+const MAX_QUEUE_DEPTH: u64 = 256;
 /// Default `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -241,6 +245,22 @@ impl Resolver<'_> {
             }
         }
 
+        let raw_reconcile = raw.reconcile.unwrap_or_default();
+        let reconcile = ReconcileConfig {
+            parallel: as_count(self.bounded(
+                "reconcile.parallel",
+                raw_reconcile.parallel,
+                reconcile::DEFAULT_PARALLEL as u64,
+                MAX_PARALLEL,
+            )?),
+            queue_depth: as_count(self.bounded(
+                "reconcile.queue_depth",
+                raw_reconcile.queue_depth,
+                reconcile::DEFAULT_QUEUE_DEPTH as u64,
+                MAX_QUEUE_DEPTH,
+            )?),
+        };
+
         let cloudflared = raw
             .cloudflared
             .and_then(|c| c.metrics_addr)
@@ -304,11 +324,17 @@ impl Resolver<'_> {
             desired,
             local_api: LocalApiConfig { listen },
             authz,
+            reconcile,
             cloudflared,
             smart,
             log: LogConfig { level, format },
         })
     }
+}
+
+/// A bounded count as `usize` (the bounds above are far below `usize::MAX`).
+fn as_count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// `user@realm!tokenid=secret`, checked without ever echoing the value.

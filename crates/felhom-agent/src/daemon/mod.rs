@@ -61,7 +61,12 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
     let journal = Arc::new(Mutex::new(journal));
     let client = crate::proxmox::client(&config.proxmox)?;
     let px = Arc::new(PveProxmox::new(client.clone(), token_user(config)));
-    let (engine, status) = Engine::new(px, journal.clone(), EngineConfig::default())
+    let engine_config = EngineConfig {
+        parallel: config.reconcile.parallel,
+        queue_depth: config.reconcile.queue_depth,
+        ..EngineConfig::default()
+    };
+    let (engine, status) = Engine::new(px, journal.clone(), engine_config)
         .context("cannot start the reconcile engine")?;
     // The per-guest local API: its mutations go through the same guest queues as the engine's.
     let local_api = crate::localapi_wiring::start(

@@ -543,3 +543,36 @@ fn hub_pin_cloudflared_and_smart_are_checked_and_named() {
         "{err}"
     );
 }
+
+#[test]
+fn reconcile_limits_have_defaults_and_bounds() {
+    let fx = Fixture::new();
+    let out = expect_ok(&mut check_config(&fx.config(&valid_config())));
+    assert_eq!(out["reconcile"], json!({"parallel": 3, "queue_depth": 16}));
+
+    let mut cfg = valid_config();
+    cfg["reconcile"] = json!({"parallel": 1, "queue_depth": 4});
+    let out = expect_ok(&mut check_config(&fx.config(&cfg)));
+    assert_eq!(out["reconcile"], json!({"parallel": 1, "queue_depth": 4}));
+
+    for (value, key, why) in [
+        (json!({"parallel": 4}), "reconcile.parallel", "at most 3"),
+        (json!({"parallel": 0}), "reconcile.parallel", "at least 1"),
+        (
+            json!({"queue_depth": 100000}),
+            "reconcile.queue_depth",
+            "at most 256",
+        ),
+    ] {
+        cfg["reconcile"] = value;
+        let err = expect_error(&mut check_config(&fx.config(&cfg)));
+        assert!(err.contains(key) && err.contains(why), "{err}");
+    }
+    let err = expect_error(
+        check_config(&fx.config(&valid_config())).env("FELHOM_AGENT_RECONCILE_PARALLEL", "9"),
+    );
+    assert!(
+        err.contains("reconcile.parallel") && err.contains("FELHOM_AGENT_RECONCILE_PARALLEL"),
+        "{err}"
+    );
+}
