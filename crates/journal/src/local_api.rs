@@ -174,31 +174,13 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocalApiToken> {
 }
 
 impl Journal {
-    fn local_api_write<T>(
-        &mut self,
-        during: &'static str,
-        audit: Option<&NewAuditEntry>,
-        body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T, JournalError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(JournalError::sql(during))?;
-        let out = body(&tx).map_err(JournalError::sql(during))?;
-        if let Some(entry) = audit {
-            append_in(&tx, entry).map_err(JournalError::sql(during))?;
-        }
-        tx.commit().map_err(JournalError::sql(during))?;
-        Ok(out)
-    }
-
     /// Stores a new active token with `audit`. An existing id is an error (ids are random).
     pub fn insert_local_api_token(
         &mut self,
         token: &LocalApiToken,
         audit: &NewAuditEntry,
     ) -> Result<(), JournalError> {
-        self.local_api_write("recording a local api token", Some(audit), |tx| {
+        self.write("recording a local api token", Some(audit), |tx| {
             tx.execute(
                 "INSERT INTO local_api_tokens (id, vmid, hash, created_at, revoked_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -235,23 +217,13 @@ impl Journal {
         at: i64,
         audit: &NewAuditEntry,
     ) -> Result<bool, JournalError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(JournalError::sql("revoking a local api token"))?;
-        let changed = tx
-            .execute(
-                "UPDATE local_api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![id, at],
-            )
-            .map_err(JournalError::sql("revoking a local api token"))?;
-        if changed == 0 {
-            return Ok(false);
-        }
-        append_in(&tx, audit).map_err(JournalError::sql("revoking a local api token"))?;
-        tx.commit()
-            .map_err(JournalError::sql("revoking a local api token"))?;
-        Ok(true)
+        let changed = self.revoke_where(
+            "revoking a local api token",
+            "UPDATE local_api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, at],
+            audit,
+        )?;
+        Ok(changed > 0)
     }
 
     /// Revokes every active token of `vmid`, with `audit` if any was; returns how many.
@@ -261,18 +233,28 @@ impl Journal {
         at: i64,
         audit: &NewAuditEntry,
     ) -> Result<usize, JournalError> {
-        let during = "revoking a guest's local api tokens";
+        self.revoke_where(
+            "revoking a guest's local api tokens",
+            "UPDATE local_api_tokens SET revoked_at = ?2 WHERE vmid = ?1 AND revoked_at IS NULL",
+            params![vmid, at],
+            audit,
+        )
+    }
+
+    /// Runs one revoking UPDATE and appends `audit` in the same transaction, only if a row
+    /// changed (revoking nothing leaves no audit entry).
+    fn revoke_where(
+        &mut self,
+        during: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+        audit: &NewAuditEntry,
+    ) -> Result<usize, JournalError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(JournalError::sql(during))?;
-        let changed = tx
-            .execute(
-                "UPDATE local_api_tokens SET revoked_at = ?2
-                 WHERE vmid = ?1 AND revoked_at IS NULL",
-                params![vmid, at],
-            )
-            .map_err(JournalError::sql(during))?;
+        let changed = tx.execute(sql, params).map_err(JournalError::sql(during))?;
         if changed == 0 {
             return Ok(0);
         }
@@ -304,7 +286,7 @@ impl Journal {
         op: &NewLocalApiOp,
         audit: &NewAuditEntry,
     ) -> Result<(), JournalError> {
-        self.local_api_write("recording a local api op", Some(audit), |tx| {
+        self.write("recording a local api op", Some(audit), |tx| {
             tx.execute(
                 "INSERT INTO local_api_ops (op_id, vmid, action, snapshot, storage, state,
                                             created_at)
@@ -324,7 +306,7 @@ impl Journal {
 
     /// Marks an op `running` (its turn in the guest's queue came).
     pub fn local_api_op_started(&mut self, op_id: &str, at: i64) -> Result<(), JournalError> {
-        self.local_api_write("starting a local api op", None, |tx| {
+        self.write("starting a local api op", None, |tx| {
             tx.execute(
                 "UPDATE local_api_ops SET state = 'running', started_at = ?2
                  WHERE op_id = ?1 AND state = 'queued'",
@@ -336,7 +318,7 @@ impl Journal {
 
     /// Records the task an op posted, right after the POST returned.
     pub fn local_api_op_posted(&mut self, op_id: &str, upid: &str) -> Result<(), JournalError> {
-        self.local_api_write("recording a local api op's task", None, |tx| {
+        self.write("recording a local api op's task", None, |tx| {
             tx.execute(
                 "UPDATE local_api_ops SET upid = ?2 WHERE op_id = ?1",
                 params![op_id, upid],
@@ -361,7 +343,7 @@ impl Journal {
                 problem: format!("cannot finish in state {}", state.as_str()),
             });
         }
-        self.local_api_write("finishing a local api op", Some(audit), |tx| {
+        self.write("finishing a local api op", Some(audit), |tx| {
             tx.execute(
                 "UPDATE local_api_ops SET state = ?2, error = ?3, finished_at = ?4
                  WHERE op_id = ?1 AND state IN ('queued', 'running')",

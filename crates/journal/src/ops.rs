@@ -169,7 +169,9 @@ fn corrupt(key: &str, problem: &str) -> JournalError {
 }
 
 impl Journal {
-    fn write<T>(
+    /// Runs `body` and appends `audit` in one IMMEDIATE transaction: a state change and its
+    /// audit entry commit together or not at all.
+    pub(crate) fn write<T>(
         &mut self,
         during: &'static str,
         audit: Option<&NewAuditEntry>,
