@@ -5,8 +5,9 @@
 //! - [`JournalTokens`]: tokens in the journal (`local_api_tokens`, only a hash of each secret);
 //!   minting and revoking are audited.
 //! - [`JournalAudit`]: every call into the journal's hash-chained audit log (kind `local_api`,
-//!   actor = token id, action = route, target = `vmid:N`), written by a thread of its own so a
-//!   request never waits for SQLite; a full hand-off queue is logged, never silently dropped.
+//!   actor = token id, action = route, target = `vmid:N`), written by a thread of its own on a
+//!   connection of its own, so a request never waits for an audit fsync; a full hand-off queue
+//!   is logged, never silently dropped.
 //! - [`QueueOps`]: snapshot, rollback and backup journaled in `local_api_ops` and run through the
 //!   guest's reconcile queue, so they never overlap a reconcile step or an operator op on the
 //!   same guest. Each op runs in a task of its own: a caller that goes away never cancels it.
@@ -20,11 +21,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -229,16 +228,18 @@ pub struct JournalAudit {
 }
 
 impl JournalAudit {
-    /// Starts the writer thread; it ends when the last `JournalAudit` is dropped, after
+    /// Starts the writer thread on a connection of its own (each entry is an fsynced
+    /// transaction; on the engine's shared connection it would hold the mutex every request
+    /// and every reconcile step takes). It ends when the last `JournalAudit` is dropped, after
     /// writing what was queued.
-    pub fn start(journal: Arc<Mutex<Journal>>) -> std::io::Result<Self> {
+    pub fn start(mut journal: Journal) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<AuditEvent>(AUDIT_QUEUE);
         std::thread::Builder::new()
             .name("localapi-audit".into())
             .spawn(move || {
                 for event in rx {
                     let e = audit_entry(&event);
-                    if let Err(err) = lock(&journal).append_audit(&e) {
+                    if let Err(err) = journal.append_audit(&e) {
                         tracing::error!(
                             error = %reconcile::error_chain(&err),
                             token_id = e.actor.as_deref().unwrap_or("-"),
@@ -426,28 +427,11 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    let place = queues.reserve(vmid)?;
     let (tx, rx) = oneshot::channel();
-    let queues = queues.clone();
-    let mut queued: Pin<Box<dyn Future<Output = Result<F::Output, reconcile::Busy>> + Send>> =
-        Box::pin(async move { queues.run(vmid, work).await });
-    // `GuestQueues::run` decides "busy" on its first poll, so poll it once here with a no-op
-    // waker: Ready(Err) is a full queue, Pending means it holds its place and the task below
-    // carries it on (a future re-registers its waker on every poll).
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    match queued.as_mut().poll(&mut cx) {
-        Poll::Ready(Err(busy)) => return Err(busy),
-        Poll::Ready(Ok(out)) => {
-            let _ = tx.send(out);
-        }
-        Poll::Pending => {
-            tokio::spawn(async move {
-                if let Ok(out) = queued.await {
-                    let _ = tx.send(out);
-                }
-            });
-        }
-    }
+    tokio::spawn(async move {
+        let _ = tx.send(place.run(work).await);
+    });
     Ok(rx)
 }
 
@@ -498,7 +482,7 @@ impl QueueOps {
                     shared,
                     &op_id,
                     vmid,
-                    &work,
+                    work.action(),
                     LocalApiOpState::Refused,
                     Some(&busy.to_string()),
                 );
@@ -517,13 +501,13 @@ fn finish(
     shared: &Shared,
     op_id: &str,
     vmid: Vmid,
-    work: &Work,
+    action: LocalApiAction,
     state: LocalApiOpState,
     error: Option<&str>,
 ) {
     let audit = entry(
         Some("agent".into()),
-        work.word(),
+        action.as_str(),
         Some(vmid.get()),
         Some(op_id),
         state.as_str(),
@@ -547,7 +531,7 @@ async fn execute(
     let action = work.word();
     let fail = |state: LocalApiOpState, reason: String, err: OpError| {
         tracing::warn!(op_id = %op_id, vmid = vmid.get(), action, reason = %reason, "local api op failed");
-        finish(&shared, &op_id, vmid, &work, state, Some(&reason));
+        finish(&shared, &op_id, vmid, work.action(), state, Some(&reason));
         Err(err)
     };
     let failed = |reason: String| OpError::Failed {
@@ -663,7 +647,7 @@ async fn execute(
             &shared,
             &op_id,
             vmid,
-            &work,
+            work.action(),
             LocalApiOpState::Succeeded,
             None,
         );
@@ -690,7 +674,14 @@ async fn wait(
     };
     match shared.client.wait_task(upid, options).await {
         Ok(_) => {
-            finish(shared, op_id, vmid, work, LocalApiOpState::Succeeded, None);
+            finish(
+                shared,
+                op_id,
+                vmid,
+                work.action(),
+                LocalApiOpState::Succeeded,
+                None,
+            );
             Ok(())
         }
         Err(e @ pve::Error::TaskWaitCancelled { .. }) => {
@@ -704,7 +695,7 @@ async fn wait(
                 shared,
                 op_id,
                 vmid,
-                work,
+                work.action(),
                 LocalApiOpState::Failed,
                 Some(&reason),
             );
@@ -787,6 +778,18 @@ impl GuestView for GuestFacts {
     fn guest_exists(&self, vmid: Vmid) -> PortFuture<'_, Result<bool, PortError>> {
         Box::pin(async move {
             let shared = &self.shared;
+            // Seen in Proxmox moments ago, and still managed then: a release since would have
+            // revoked the caller's token in the same transaction, so the request would not be
+            // here.
+            {
+                let seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                if seen
+                    .get(&vmid.get())
+                    .is_some_and(|at| at.elapsed() < EXISTS_TTL)
+                {
+                    return Ok(true);
+                }
+            }
             // `false` revokes the caller's tokens, so it is answered only when certain: the
             // journal says the guest is not managed, or Proxmox says it does not exist.
             let managed = shared
@@ -797,15 +800,6 @@ impl GuestView for GuestFacts {
                 .any(|g| g.vmid == vmid.get() && g.managed);
             if !managed {
                 return Ok(false);
-            }
-            {
-                let seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
-                if seen
-                    .get(&vmid.get())
-                    .is_some_and(|at| at.elapsed() < EXISTS_TTL)
-                {
-                    return Ok(true);
-                }
             }
             match shared.client.lxc_status(vmid).await {
                 Ok(_) => {
@@ -889,7 +883,20 @@ fn settle_unfinished(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let open = shared.journal().unfinished_local_api_ops()?;
     for op in open {
         let Ok(vmid) = Vmid::new(op.vmid) else {
+            // Only a damaged row can hold one (ops are journaled with a checked vmid); it has
+            // no guest to settle against, so it stays for an operator to look at.
+            tracing::error!(op_id = %op.op_id, vmid = op.vmid, "local api op with an invalid vmid left unsettled");
             continue;
+        };
+        let abandon = |why: &str| {
+            finish(
+                shared,
+                &op.op_id,
+                vmid,
+                op.action,
+                LocalApiOpState::Abandoned,
+                Some(why),
+            )
         };
         let name = op.snapshot.as_deref().and_then(|s| s.parse().ok());
         let work = match (op.action, name) {
@@ -897,42 +904,30 @@ fn settle_unfinished(shared: &Arc<Shared>) -> anyhow::Result<()> {
             (LocalApiAction::Rollback, Some(n)) => Work::Rollback(n),
             (LocalApiAction::Backup, _) => Work::Backup(op.storage.clone().unwrap_or_default()),
             _ => {
-                finish(
-                    shared,
-                    &op.op_id,
-                    vmid,
-                    &Work::Backup(String::new()),
-                    LocalApiOpState::Abandoned,
-                    Some("unreadable op"),
-                );
+                abandon("unreadable op");
                 continue;
             }
         };
-        match op.upid.as_deref().map(str::parse::<Upid>) {
-            Some(Ok(upid)) => {
-                let limit = match work {
-                    Work::Backup(_) => BACKUP_TASK_LIMIT,
-                    _ => SNAPSHOT_TASK_LIMIT,
-                };
-                let s = shared.clone();
-                let queues = shared.queues.clone();
-                tokio::spawn(async move {
-                    let _ = queues
-                        .run(vmid.get(), async {
-                            let _ = wait(&s, &op.op_id, vmid, &work, &upid, limit).await;
-                        })
-                        .await;
-                });
-            }
-            _ => finish(
-                shared,
-                &op.op_id,
-                vmid,
-                &work,
-                LocalApiOpState::Abandoned,
-                Some("the agent stopped before the op's task was posted"),
-            ),
-        }
+        let Some(Ok(upid)) = op.upid.as_deref().map(str::parse::<Upid>) else {
+            abandon("the agent stopped before the op's task was posted");
+            continue;
+        };
+        let Ok(place) = shared.queues.reserve(vmid.get()) else {
+            abandon("the guest's queue was full when the agent restarted");
+            continue;
+        };
+        let limit = match work {
+            Work::Backup(_) => BACKUP_TASK_LIMIT,
+            _ => SNAPSHOT_TASK_LIMIT,
+        };
+        let s = shared.clone();
+        tokio::spawn(async move {
+            place
+                .run(async {
+                    let _ = wait(&s, &op.op_id, vmid, &work, &upid, limit).await;
+                })
+                .await;
+        });
     }
     Ok(())
 }
@@ -940,6 +935,7 @@ fn settle_unfinished(shared: &Arc<Shared>) -> anyhow::Result<()> {
 /// The ports over the agent's journal, queues and Proxmox client; settles ops a previous run
 /// left unfinished. Needs a Tokio runtime.
 pub fn ports(
+    state_dir: &Path,
     journal: Arc<Mutex<Journal>>,
     queues: GuestQueues,
     client: pve::Client,
@@ -955,7 +951,8 @@ pub fn ports(
         seen: Mutex::new(std::collections::HashMap::new()),
     });
     settle_unfinished(&shared).context("cannot settle unfinished local api ops")?;
-    let audit = JournalAudit::start(journal.clone()).context("cannot start the audit writer")?;
+    let audit_journal = Journal::open(state_dir).context("cannot open the journal for audit")?;
+    let audit = JournalAudit::start(audit_journal).context("cannot start the audit writer")?;
     Ok(Ports {
         tokens: Arc::new(JournalTokens::new(journal, "agent")),
         ops: Arc::new(QueueOps {
@@ -1009,7 +1006,7 @@ pub async fn start_with(
     let identity = localapi::Identity::load_or_create(state_dir, listen)
         .context("cannot load the local api certificate")?;
     tracing::info!(fingerprint = %identity.fingerprint(), "local api identity");
-    let ports = ports(journal, queues, client, shutdown)?;
+    let ports = ports(state_dir, journal, queues, client, shutdown)?;
     let running = localapi::start(listen, identity.server_config()?, ports, limits)
         .await
         .context("cannot start the local api")?;

@@ -62,7 +62,7 @@ pub use ports::{
     FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, TaskEnd,
 };
 pub use pve_port::PveProxmox;
-pub use queue::{Busy, GuestQueues, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
+pub use queue::{Busy, GuestQueues, Reservation, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 
 /// An error and its causes as one line, `a: b: c`.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

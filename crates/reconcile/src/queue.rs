@@ -85,16 +85,22 @@ impl GuestQueues {
 
     /// Runs `work` when it is this guest's turn and a global slot is free.
     pub async fn run<F: Future>(&self, vmid: u32, work: F) -> Result<F::Output, Busy> {
+        Ok(self.reserve(vmid)?.run(work).await)
+    }
+
+    /// Takes a place in `vmid`'s queue now, or fails at once with [`Busy`] when it is full.
+    /// The place counts against the depth until the [`Reservation`] is run or dropped, so a
+    /// caller can answer "busy" synchronously and run the work in a task of its own.
+    pub fn reserve(&self, vmid: u32) -> Result<Reservation, Busy> {
         let slot = self.slot(vmid);
         if slot.queued.fetch_add(1, Ordering::SeqCst) >= self.depth {
             slot.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(Busy { vmid });
         }
-        let _queued = Queued(slot.clone());
-        let _turn = slot.lock.lock().await;
-        // The semaphore is never closed; if it were, running unthrottled is the lesser evil.
-        let _permit = self.global.acquire().await.ok();
-        Ok(work.await)
+        Ok(Reservation {
+            global: self.global.clone(),
+            queued: Queued(slot),
+        })
     }
 
     /// Whether nothing runs or waits for this guest.
@@ -103,6 +109,22 @@ impl GuestQueues {
         slots
             .get(&vmid)
             .is_none_or(|s| s.queued.load(Ordering::SeqCst) == 0)
+    }
+}
+
+/// A place in one guest's queue, from [`GuestQueues::reserve`].
+pub struct Reservation {
+    global: Arc<Semaphore>,
+    queued: Queued,
+}
+
+impl Reservation {
+    /// Waits for the guest's turn and a global slot, then runs `work`.
+    pub async fn run<F: Future>(self, work: F) -> F::Output {
+        let _turn = self.queued.0.lock.lock().await;
+        // The semaphore is never closed; if it were, running unthrottled is the lesser evil.
+        let _permit = self.global.acquire().await.ok();
+        work.await
     }
 }
 
@@ -179,5 +201,19 @@ mod tests {
         first.await.unwrap().unwrap();
         second.await.unwrap().unwrap();
         assert!(q.run(101, async {}).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_holds_its_place_until_run_or_dropped() {
+        let q = GuestQueues::new(3, 1);
+        let held = q.reserve(101).expect("a place");
+        assert!(!q.is_idle(101));
+        assert_eq!(q.reserve(101).err(), Some(Busy { vmid: 101 }));
+        assert_eq!(q.run(101, async {}).await.err(), Some(Busy { vmid: 101 }));
+        drop(held);
+        assert!(q.is_idle(101));
+        let again = q.reserve(101).expect("the place is free again");
+        assert_eq!(again.run(async { 7 }).await, 7);
+        assert!(q.is_idle(101));
     }
 }

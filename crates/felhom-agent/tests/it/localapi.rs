@@ -354,7 +354,21 @@ fn local_api_end_to_end_against_the_simulator() {
             (Some(false), Some("not_yet"))
         );
 
-        // POST /rollback is queued and rolls the guest back, starting it again (it ran).
+        // POST /rollback goes through the engine's queue for guest 100: while something else
+        // holds the guest (standing in for a reconcile step or a signed op), it stays queued
+        // and Proxmox sees nothing of it.
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = {
+            let queues = engine.queues();
+            tokio::spawn(async move {
+                queues
+                    .run(100, async {
+                        let _ = held.await;
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
         let (s, v) = api
             .call(
                 Method::POST,
@@ -365,6 +379,21 @@ fn local_api_end_to_end_against_the_simulator() {
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         let rollback_op = v["op_id"].as_str().unwrap().to_owned();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let waiting = journal
+            .lock()
+            .unwrap()
+            .local_api_op(&rollback_op)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            waiting.state,
+            LocalApiOpState::Queued,
+            "ran past the guest's queue"
+        );
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        // Then it rolls the guest back, starting it again (it ran).
         let done = eventually("the rollback", || {
             let op = journal
                 .lock()
