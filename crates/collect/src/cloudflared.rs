@@ -49,8 +49,11 @@ impl CloudflaredProbe {
         .map_err(|e| setup(e.to_string()))?
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
+        // cloudflared's metrics server is local: never route the probe through a proxy from
+        // the environment (it would answer for cloudflared, or not at all).
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -99,8 +99,11 @@ impl HubClient {
             });
         }
         let tls = tls_config(https, opts.pin)?;
+        // No proxy from the environment: a stray HTTP_PROXY would receive the Bearer key in
+        // clear for a loopback http hub, and nothing in the agent's config asks for one.
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            .no_proxy()
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.request_timeout)
             .redirect(reqwest::redirect::Policy::none())

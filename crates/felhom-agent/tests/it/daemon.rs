@@ -386,6 +386,9 @@ async fn selftest_hub_does_one_round_trip() {
         let out = Command::new(env!("CARGO_BIN_EXE_felhom-agent"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // The plain-http hub is reached directly, never through an inherited proxy.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
             .args(["selftest", "hub", "--config"])
             .arg(cfg)
             .output()

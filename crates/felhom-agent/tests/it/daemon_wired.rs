@@ -162,7 +162,19 @@ async fn daemon_with_pinned_https_hub_cloudflared_smart_and_local_api() {
     let notify = NotifySocket::bind(fx.dir.path());
     let started = Instant::now();
     let path = format!("{}:/usr/bin:/bin", tools.display());
-    let mut daemon = spawn_agent(&cfg, &notify, 0, &[("PATH", path.as_ref())]);
+    // A proxy in the environment (nothing listens on port 9) must not be used: not for the
+    // hub (it would see the key), not for the loopback cloudflared probe.
+    let mut daemon = spawn_agent(
+        &cfg,
+        &notify,
+        0,
+        &[
+            ("PATH", path.as_ref()),
+            ("HTTP_PROXY", "http://127.0.0.1:9".as_ref()),
+            ("HTTPS_PROXY", "http://127.0.0.1:9".as_ref()),
+            ("ALL_PROXY", "http://127.0.0.1:9".as_ref()),
+        ],
+    );
 
     // One report carries it all: the converged guest, cloudflared's readiness and both disks.
     let report = wait_report(&hub, Duration::from_secs(30), |r| {
