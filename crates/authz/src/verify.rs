@@ -78,6 +78,7 @@ pub struct VerifiedOp {
     host_id: String,
     issued_at: OffsetDateTime,
     expires_at: OffsetDateTime,
+    start_by: OffsetDateTime,
     payload_sha256: String,
 }
 
@@ -112,9 +113,22 @@ impl VerifiedOp {
         &self.key_fingerprint
     }
 
-    /// When it stops being valid (the executor must not *start* after this).
+    /// When it stops being valid, as signed.
     pub fn expires_at(&self) -> OffsetDateTime {
         self.expires_at
+    }
+
+    /// The last moment the op may start: `expires_at` plus the clock-skew allowance it was
+    /// verified with, i.e. the moment [`verify()`] itself would start answering `expired`.
+    pub fn start_by(&self) -> OffsetDateTime {
+        self.start_by
+    }
+
+    /// Whether the op may still start at `now`. Verification happens at intake; an op can then
+    /// wait (the engine's cycle, the guest's queue) past its expiry, so an executor asks this
+    /// again right before its first step.
+    pub fn may_start(&self, now: OffsetDateTime) -> bool {
+        now <= self.start_by
     }
 
     /// SHA-256 (hex) of the exact payload bytes.
@@ -400,6 +414,7 @@ fn check(
         host_id: env.host_id,
         issued_at: env.issued_at,
         expires_at: env.expires_at,
+        start_by: env.expires_at + policy.clock_skew,
         payload_sha256: known.payload_sha256.clone().unwrap_or_default(),
     })
 }

@@ -32,7 +32,7 @@ pub enum JobResult {
     },
     /// Not run.
     Refused {
-        /// A short code: `not-supported`, `not-managed`, `busy`, `no-such-guest`.
+        /// A short code: `not-supported`, `not-managed`, `busy`, `no-such-guest`, `expired`.
         reason: String,
         /// Detail.
         detail: String,
@@ -141,6 +141,19 @@ async fn destroy<P: Proxmox, S: Store>(
     vmid: u32,
     authority: DestroyAuthority,
 ) -> JobResult {
+    // Verified at intake, the op may have waited for the engine's cycle and this guest's queue
+    // since: it starts only while its signature is still valid.
+    if !op.may_start(time::OffsetDateTime::now_utc()) {
+        return JobResult::Refused {
+            reason: "expired".into(),
+            detail: format!(
+                "the signature expired ({}) before the destroy of guest {vmid} could start; nothing was done",
+                op.expires_at()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            ),
+        };
+    }
     let status = match exec.px.guest_status(vmid).await {
         Ok(s) => s,
         Err(ProxmoxError::NoSuchGuest { .. }) => {

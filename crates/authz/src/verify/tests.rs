@@ -133,6 +133,12 @@ fn accepts_ed25519_and_ecdsa_and_binds_action_and_target() {
     assert!(op.authorizes(Action::GuestDestroy, &Target::Vmid(101)));
     assert!(!op.authorizes(Action::GuestDestroy, &Target::Vmid(102)));
     assert!(!op.authorizes(Action::BackupForce, &Target::Vmid(101)));
+    // It may start until the moment verification itself would say `expired`, not after.
+    let skew = Policy::new("host-1", NOW).clock_skew;
+    assert_eq!(op.start_by(), op.expires_at() + skew);
+    assert!(op.may_start(NOW));
+    assert!(op.may_start(op.expires_at() + skew));
+    assert!(!op.may_start(op.expires_at() + skew + time::Duration::seconds(1)));
 
     let p = payload(
         json!({"op_id": "op-20261121-0002", "nonce": "n0nce-n0nce-n0nce-02",

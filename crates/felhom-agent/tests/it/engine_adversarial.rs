@@ -164,3 +164,49 @@ fn a_corrupt_or_foreign_journal_stops_the_agent_with_a_clear_message() {
     assert_ne!(code, 0);
     assert!(err.contains("not a felhom-agent database"), "{err}");
 }
+
+/// A signature is checked when the op arrives, but the destroy starts only when the engine's
+/// cycle and the guest's queue let it. One that expired while waiting is refused, not run.
+#[test]
+fn a_signed_destroy_that_expires_while_waiting_is_refused_not_run() {
+    // Simulator guests: 100 running, 101 stopped; every Proxmox task takes 6 s.
+    let h = Harness::new(2, 6000);
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&h.config).unwrap()).unwrap();
+    config["authz"] = json!({"clock_skew_s": 1});
+    std::fs::write(&h.config, config.to_string()).unwrap();
+    h.desired(&json!({"v":1,"generation":1,"guests":[
+        {"vmid":100,"state":"running"},{"vmid":101,"state":"stopped"}]}));
+    let agent_proc = h.start(None);
+    let adopted = wait_for(T, || {
+        let j = journal::Journal::open_read_only(&h.state()).ok()?;
+        (j.guests().ok()?.iter().filter(|g| g.managed).count() == 2).then_some(())
+    });
+    assert!(adopted.is_some(), "{}", agent_proc.log());
+
+    // Generation 2 starts 101: the cycle is busy with a 6 s task.
+    h.desired(&json!({"v":1,"generation":2,"guests":[
+        {"vmid":100,"state":"running"},{"vmid":101,"state":"running"}]}));
+    assert!(
+        wait_for(T, || (h.tasks_of("vzstart", 101) > 0).then_some(())).is_some(),
+        "{}",
+        agent_proc.log()
+    );
+    // Valid on arrival (2 s lifetime, 1 s skew), stale by the time the start has finished.
+    let wire = h.signed_op_with("alice", "guest.destroy", "vmid:101", HOST, &["--ttl", "2s"]);
+    h.drop_op("late-destroy-101.json", &wire);
+    let (dir, result) = h.op_result("late-destroy-101.json");
+    assert_eq!(
+        (
+            dir.as_str(),
+            result["result"].as_str(),
+            result["reason"].as_str()
+        ),
+        ("done", Some("refused"), Some("expired")),
+        "{result}\n{}",
+        agent_proc.log()
+    );
+    assert_eq!(h.tasks_of("vzdestroy", 101), 0, "a destroy was posted");
+    assert!(h.guest(101).is_some(), "guest 101 is gone");
+    agent_proc.stop();
+}

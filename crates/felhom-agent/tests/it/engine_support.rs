@@ -118,16 +118,30 @@ impl Harness {
 
     /// Makes a signed op in wire form: `op new` + `op sign` + `op wrap` (the real tools).
     pub fn signed_op(&self, key: &str, action: &str, target: &str, host: &str) -> String {
-        let (code, payload, err) = run(agent().args([
-            "op",
-            "new",
-            "--action",
-            action,
-            "--target",
-            target,
-            "--host-id",
-            host,
-        ]));
+        self.signed_op_with(key, action, target, host, &[])
+    }
+
+    /// [`Harness::signed_op`] with more `op new` arguments (`--ttl 2s`).
+    pub fn signed_op_with(
+        &self,
+        key: &str,
+        action: &str,
+        target: &str,
+        host: &str,
+        extra: &[&str],
+    ) -> String {
+        let (code, payload, err) = run(agent()
+            .args([
+                "op",
+                "new",
+                "--action",
+                action,
+                "--target",
+                target,
+                "--host-id",
+                host,
+            ])
+            .args(extra));
         assert_eq!(code, 0, "{err}");
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
