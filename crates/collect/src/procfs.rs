@@ -93,11 +93,11 @@ pub struct MemInfo {
 /// Parses `/proc/meminfo` (values in kB, as the kernel writes them).
 pub fn parse_meminfo(text: &str) -> Result<MemInfo, String> {
     let get = |key: &str| -> Result<u64, String> {
-        let line = text
+        let rest = text
             .lines()
-            .find(|l| l.split(':').next() == Some(key))
-            .ok_or_else(|| format!("no {key}"))?;
-        let rest = line[key.len() + 1..].trim();
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+            .ok_or_else(|| format!("no {key}"))?
+            .trim();
         let (num, unit) = rest.split_once(' ').unwrap_or((rest, ""));
         let n: u64 = num.parse().map_err(|e| format!("{key} {num:?}: {e}"))?;
         match unit.trim() {
@@ -233,6 +233,8 @@ intr 1462898 0 0\nctxt 115315133\nbtime 1700000000\n";
         )
         .is_err());
         assert!(parse_meminfo("MemTotal: 1 kB\n").is_err());
+        // A key without its colon is absent, not an index past the end of the line.
+        assert!(parse_meminfo("MemTotal\nMemAvailable\nSwapTotal\nSwapFree").is_err());
         assert!(parse_loadavg("0.1 0.2").is_err());
         assert!(parse_loadavg("0.1 -1 0.3 1/2 3").is_err());
         assert!(parse_loadavg("NaN 1 1").is_err());
