@@ -29,7 +29,7 @@ pub use procfs::{
     parse_loadavg, parse_meminfo, parse_stat, parse_uptime, CpuTimes, MemInfo, ProcRoot, StatSample,
 };
 pub use pve_node::{collect_pve, guests_from_resources, node_report, PveCollection};
-pub use smart::{SmartCache, SmartReader, SmartValues};
+pub use smart::{SmartCache, SmartReader, SmartSnapshot, SmartValues};
 
 /// An error and its sources on one line (for a report's `errors[].message`).
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

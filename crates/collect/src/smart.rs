@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hub::SmartReport;
@@ -86,9 +87,30 @@ impl<R: SmartReader> SmartCache<R> {
         read
     }
 
+    /// The cache's state now. It keeps the instants, so a snapshot taken after a refresh and
+    /// read much later still reports true ages.
+    pub fn snapshot(&self) -> SmartSnapshot {
+        SmartSnapshot {
+            entries: Arc::new(
+                self.entries
+                    .iter()
+                    .map(|(dev, e)| (dev.clone(), e.clone()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A copy of the cache's entries (cheap to clone and to hand to another task).
+#[derive(Debug, Clone, Default)]
+pub struct SmartSnapshot {
+    entries: Arc<Vec<(String, Entry)>>,
+}
+
+impl SmartSnapshot {
     /// What to report now: the last good values with their age, and the last error if the
     /// last attempt failed. Devices never read yet are absent.
-    pub fn snapshot(&self) -> Vec<SmartReport> {
+    pub fn reports(&self) -> Vec<SmartReport> {
         self.entries
             .iter()
             .map(|(dev, e)| {
@@ -112,7 +134,6 @@ impl<R: SmartReader> SmartCache<R> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
 
     use super::*;
 
@@ -145,12 +166,12 @@ mod tests {
             vec!["/dev/sda".into(), "/dev/nvme0n1".into()],
             Duration::from_secs(3600),
         );
-        assert!(cache.snapshot().is_empty());
+        assert!(cache.snapshot().reports().is_empty());
         assert_eq!(cache.refresh_due().await, 2);
         assert_eq!(cache.refresh_due().await, 0, "cached within the interval");
         tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(cache.refresh_due().await, 0);
-        let snap = cache.snapshot();
+        let snap = cache.snapshot().reports();
         assert_eq!(snap.len(), 2);
         assert!(snap
             .iter()
@@ -159,7 +180,7 @@ mod tests {
         fake.fail.store(true, Ordering::SeqCst);
         tokio::time::advance(Duration::from_secs(3000)).await;
         assert_eq!(cache.refresh_due().await, 2);
-        let snap = cache.snapshot();
+        let snap = cache.snapshot().reports();
         let sda = snap.iter().find(|s| s.device == "/dev/sda").unwrap();
         assert_eq!(sda.error.as_deref(), Some("smartctl exited 2"));
         assert_eq!(sda.passed, Some(true), "last good values kept");

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::signed::{Verdict, Verifier};
-use super::smart::SmartSnapshot;
 use crate::config::{Config, HubConfig};
+use collect::SmartSnapshot;
 
 /// How many outcomes of signed ops are kept for reports (the hub drops an op from its queue
 /// once it has seen the outcome, so only recent ones matter).

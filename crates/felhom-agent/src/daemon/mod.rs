@@ -110,7 +110,7 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
         let poll_interval = Duration::from_secs(hub_cfg.poll_interval_s);
         let request_timeout = Duration::from_secs(hub_cfg.request_timeout_s);
         let hub_client = hub_link::hub_client(config, hub_cfg)?;
-        let (smart_tx, smart_rx) = watch::channel(smart::SmartSnapshot::default());
+        let (smart_tx, smart_rx) = watch::channel(collect::SmartSnapshot::default());
         if !config.smart.devices.is_empty() {
             let cache = collect::SmartCache::new(
                 smart::PrivilegedSmart::new(privileged::Privileged::system()),

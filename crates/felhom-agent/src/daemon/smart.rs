@@ -2,16 +2,15 @@
 //! fence (`sudo -n -- /usr/sbin/smartctl --json=c -a DEVICE`, one of its three operations). A
 //! read can take up to a minute (a disk spinning up from standby), so reads never happen on the
 //! report path: a background task owns the [`collect::SmartCache`], reads the configured disks
-//! at `smart.interval_s`, and publishes a [`SmartSnapshot`] the report copies.
+//! at `smart.interval_s`, and publishes a [`SmartSnapshot`] the report copies (it keeps the
+//! read instants, so ages are true whenever the report is built).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use collect::{SmartCache, SmartReader, SmartValues};
-use hub::SmartReport;
+use collect::{SmartCache, SmartReader, SmartSnapshot, SmartValues};
 use privileged::{BlockDevice, Privileged, Runner};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// How often the task looks for disks that are due. Reads stay at the configured interval;
 /// this only bounds how late a due read starts.
@@ -49,44 +48,6 @@ impl<R: Runner + Send + Sync + 'static> SmartReader for PrivilegedSmart<R> {
     }
 }
 
-/// The cache's state at one moment; ages are brought up to date when read.
-#[derive(Debug, Clone)]
-pub struct SmartSnapshot {
-    taken: Instant,
-    reports: Arc<Vec<SmartReport>>,
-}
-
-impl Default for SmartSnapshot {
-    fn default() -> Self {
-        SmartSnapshot {
-            taken: Instant::now(),
-            reports: Arc::new(Vec::new()),
-        }
-    }
-}
-
-impl SmartSnapshot {
-    /// Takes the cache's current state.
-    pub fn of<R: SmartReader>(cache: &SmartCache<R>) -> Self {
-        SmartSnapshot {
-            taken: Instant::now(),
-            reports: Arc::new(cache.snapshot()),
-        }
-    }
-
-    /// The entries for a report, each `age_s` counted up to now.
-    pub fn reports(&self) -> Vec<SmartReport> {
-        let since = self.taken.elapsed().as_secs();
-        self.reports
-            .iter()
-            .map(|r| SmartReport {
-                age_s: r.age_s.saturating_add(since),
-                ..r.clone()
-            })
-            .collect()
-    }
-}
-
 /// Refreshes due disks every [`TICK`] and publishes a snapshot after each pass, until `stop`.
 pub async fn run<R: SmartReader>(
     mut cache: SmartCache<R>,
@@ -99,7 +60,7 @@ pub async fn run<R: SmartReader>(
         if read > 0 {
             tracing::debug!(disks = read, "SMART read");
         }
-        out.send_replace(SmartSnapshot::of(&cache));
+        out.send_replace(cache.snapshot());
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
             () = &mut stop => return,

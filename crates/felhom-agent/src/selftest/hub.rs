@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use super::Report;
 use crate::config::Config;
 use crate::daemon::hub_link::{self, AgentReport};
-use crate::daemon::smart::{PrivilegedSmart, SmartSnapshot};
+use crate::daemon::smart::PrivilegedSmart;
+use collect::SmartSnapshot;
 
 /// Fetches the directive and posts one report.
 pub async fn hub(config: &Config, client: pve::Client) -> anyhow::Result<Report> {
@@ -29,7 +30,7 @@ pub async fn hub(config: &Config, client: pve::Client) -> anyhow::Result<Report>
         config.smart.interval(),
     );
     smart_cache.refresh_due().await;
-    let smart_snapshot = SmartSnapshot::of(&smart_cache);
+    let smart_snapshot = smart_cache.snapshot();
     let (_smart_tx, smart) = watch::channel(smart_snapshot.clone());
     let probe = hub_link::cloudflared_probe(config)?;
     let source = AgentReport::new(
