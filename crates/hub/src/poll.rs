@@ -346,7 +346,11 @@ impl<H: HubApi, S: ReportSource> PollLoop<H, S> {
                 });
                 (cur.generation, cur.desired.clone())
             }
-            _ => (d.generation, d.desired.map(Arc::new)),
+            _ => {
+                // The hub sends an acceptable directive again: an earlier refusal is over.
+                self.rejected = None;
+                (d.generation, d.desired.map(Arc::new))
+            }
         };
         let next = Received {
             generation,
