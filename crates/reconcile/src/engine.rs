@@ -16,7 +16,7 @@ use journal::{NewDesiredState, NewOp, NewStep, OpKind, OpStatus};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::actual::{Actual, ConfigCache};
 use crate::classify::{classify, Class};
@@ -502,7 +502,15 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             });
         }
         while let Some(joined) = jobs.join_next().await {
-            let Ok((vmid, result)) = joined else { continue };
+            let (vmid, result) = match joined {
+                Ok(done) => done,
+                // A step task that panicked (a bug): which guest it served is lost with it, so
+                // the least is to say so; its op stays open in the journal.
+                Err(e) => {
+                    error!(error = %e, "a reconcile step task ended abnormally");
+                    continue;
+                }
+            };
             self.mutated.insert(vmid, Instant::now());
             self.cache.invalidate(vmid);
             match result {
@@ -660,7 +668,14 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
     /// Runs a verified signed op (outside the reconcile cycle, through the guest's queue).
     pub async fn run_signed(&mut self, op: &VerifiedOp) -> JobOutcome {
         let managed = match op.target() {
-            authz::Target::Vmid(v) => self.managed().map(|(m, _)| m.contains(v)).unwrap_or(false),
+            authz::Target::Vmid(v) => match self.managed() {
+                Ok((m, _)) => m.contains(v),
+                // Not knowing is not "unmanaged": the op is refused, and the log says why.
+                Err(e) => {
+                    error!(op_id = op.op_id(), error = %crate::error_chain(&e), "cannot read which guests are managed; signed op refused");
+                    false
+                }
+            },
             _ => false,
         };
         let outcome = jobs::run_signed(&self.exec, &self.queues, op, managed).await;

@@ -127,6 +127,19 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         Executor { px, store }
     }
 
+    /// Runs a journal write whose failure cannot change an outcome already decided (the op
+    /// ran; nothing is undone) but must be seen: it is logged at error level with `what`.
+    pub(crate) fn record_or_log<T, E: std::error::Error + 'static>(
+        &self,
+        op_id: &str,
+        what: &'static str,
+        f: impl FnOnce(&mut S) -> Result<T, E>,
+    ) {
+        if let Err(e) = self.with_store(f) {
+            tracing::error!(op_id, what, error = %crate::error_chain(&e), "journal write failed");
+        }
+    }
+
     pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
         let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)

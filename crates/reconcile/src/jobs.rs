@@ -81,7 +81,7 @@ pub async fn run_signed<P: Proxmox, S: Store>(
             match DestroyAuthority::signed(op, *vmid) {
                 Ok(authority) => {
                     let vmid = *vmid;
-                    let _ = exec.with_store(|s| {
+                    exec.record_or_log(op.op_id(), "signed op running", |s| {
                         s.set_signed_op_state(op.op_id(), journal::OpState::Running, None, now())
                     });
                     match queues.run(vmid, destroy(exec, op, vmid, authority)).await {
@@ -128,7 +128,7 @@ pub async fn run_signed<P: Proxmox, S: Store>(
     );
     entry.actor = Some(op.signer().to_owned());
     entry.target = Some(op.target().to_string());
-    let _ = exec.with_store(|s| {
+    exec.record_or_log(op.op_id(), "signed op outcome", |s| {
         s.set_signed_op_state(op.op_id(), state, Some(&json), now())?;
         s.audit(&entry)
     });
@@ -183,7 +183,9 @@ async fn destroy<P: Proxmox, S: Store>(
     };
     match exec.run(&spec).await {
         Ok(()) => {
-            let _ = exec.with_store(|s| {
+            // Failing here leaves a destroyed guest `managed` with live local-API tokens: the
+            // error log is how an operator learns of it.
+            exec.record_or_log(op.op_id(), "release of the destroyed guest", |s| {
                 s.release_guest(
                     vmid,
                     now(),

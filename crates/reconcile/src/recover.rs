@@ -220,8 +220,9 @@ async fn settle<P: Proxmox, S: Store>(
         };
         let outcome = serde_json::json!({"result": state.as_str(), "error": error}).to_string();
         // The signed_ops row exists when the op came through authz::verify.
-        let _ = exec
-            .with_store(|s| s.set_signed_op_state(&op.op_id, signed_state, Some(&outcome), now()));
+        exec.record_or_log(&op.op_id, "signed op outcome after recovery", |s| {
+            s.set_signed_op_state(&op.op_id, signed_state, Some(&outcome), now())
+        });
         if state == OpStatus::Succeeded && op.steps.iter().any(|s| s.kind == "destroy") {
             exec.with_store(|s| {
                 s.release_guest(
