@@ -59,6 +59,16 @@ impl Default for EngineConfig {
     }
 }
 
+/// The journal id of the pending op for `step` under `generation`.
+fn pending_op_id(step: &PendingStep, generation: Option<u64>) -> String {
+    format!(
+        "pending-{}-{}-g{}",
+        step.action,
+        step.vmid,
+        generation.unwrap_or(0)
+    )
+}
+
 /// A raw desired-state document and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredInput {
@@ -535,7 +545,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 }
             }
         }
-        self.settle_pending(&pending)?;
+        self.settle_pending(&pending, generation)?;
         let mut unmanaged = Vec::new();
         for note in plan.notes {
             match note {
@@ -593,12 +603,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         generation: Option<u64>,
     ) -> Result<(), EngineError> {
         let op = NewOp {
-            op_id: format!(
-                "pending-{}-{}-g{}",
-                step.action,
-                step.vmid,
-                generation.unwrap_or(0)
-            ),
+            op_id: pending_op_id(step, generation),
             kind: OpKind::Reconcile,
             vmid: step.vmid,
             generation,
@@ -631,34 +636,42 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         Ok(())
     }
 
-    /// Pending ops no longer planned (the guest is back in the desired state or gone) are closed.
-    fn settle_pending(&mut self, still: &[PendingStep]) -> Result<(), EngineError> {
+    /// Pending ops not planned in this cycle are closed: the guest is back in the desired
+    /// state or gone, or a newer generation planned the same step again (its op replaces the
+    /// older one, so one guest has at most one open pending op however many generations pass).
+    fn settle_pending(
+        &mut self,
+        still: &[PendingStep],
+        generation: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let current: BTreeSet<String> =
+            still.iter().map(|p| pending_op_id(p, generation)).collect();
         let open = self
             .exec
             .with_store(|s| s.pending_ops())
             .map_err(EngineError::Journal)?;
         for op in open {
-            if still.iter().any(|p| p.vmid == op.vmid) {
+            if current.contains(&op.op_id) {
                 continue;
             }
+            let superseded = still.iter().any(|p| p.vmid == op.vmid);
+            let (reason, detail) = if superseded {
+                ("superseded", "planned again by a newer generation")
+            } else {
+                ("no-longer-needed", "no longer planned")
+            };
             let entry = audit(
                 "reconcile",
                 Some("op"),
                 Some(op.vmid),
                 Some(&op.op_id),
                 "abandoned",
-                Some("no-longer-needed"),
+                Some(reason),
                 None,
             );
             self.exec
                 .with_store(|s| {
-                    s.finish_op(
-                        &op.op_id,
-                        OpStatus::Abandoned,
-                        Some("no longer planned"),
-                        now(),
-                        &entry,
-                    )
+                    s.finish_op(&op.op_id, OpStatus::Abandoned, Some(detail), now(), &entry)
                 })
                 .map_err(EngineError::Journal)?;
         }

@@ -45,6 +45,22 @@ fn a_compromised_hub_cannot_destroy_and_signed_ops_are_bound() {
         agent_proc.log()
     );
     std::thread::sleep(Duration::from_secs(2));
+    // Generations 2 and 3 both leave 101 out: one open pending op for it, not one per
+    // generation (the newer replaces the older).
+    let open_101: Vec<String> = h
+        .journal()
+        .pending_ops()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.vmid == 101)
+        .map(|o| o.op_id)
+        .collect();
+    assert_eq!(
+        open_101,
+        ["pending-guest.destroy-101-g3"],
+        "{}",
+        agent_proc.log()
+    );
     assert_eq!(h.requests("DELETE", "/lxc/101"), 0);
     assert_eq!(h.requests("DELETE", "/lxc/102"), 0);
     assert!(h.guest(101).is_some() && h.guest(102).is_some());
