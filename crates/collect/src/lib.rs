@@ -32,13 +32,4 @@ pub use pve_node::{collect_pve, guests_from_resources, node_report, PveCollectio
 pub use smart::{SmartCache, SmartReader, SmartSnapshot, SmartValues};
 
 /// An error and its sources on one line (for a report's `errors[].message`).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use pve::error_chain;

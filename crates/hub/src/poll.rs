@@ -409,20 +409,8 @@ impl<H: HubApi, S: ReportSource> PollLoop<H, S> {
     }
 }
 
-/// Formats an error with its source chain (for one log line where the error is handled).
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cur = self.0.source();
-        while let Some(e) = cur {
-            write!(f, ": {e}")?;
-            cur = e.source();
-        }
-        Ok(())
-    }
-}
+/// Formats an error with its source chain (the workspace's one implementation, in `pve`).
+pub use pve::ErrorChain;
 
 /// Now as RFC 3339 UTC with seconds.
 pub fn now_rfc3339() -> String {

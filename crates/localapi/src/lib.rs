@@ -39,17 +39,4 @@ pub use server::{serve, start, Running};
 pub use tls::{fingerprint, Identity};
 pub use token::{mint, revoke, revoke_guest, rotate, MintedToken};
 
-/// Displays an error with its source chain (`a: b: c`), for logging it once where handled.
-pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cur = self.0.source();
-        while let Some(e) = cur {
-            write!(f, ": {e}")?;
-            cur = e.source();
-        }
-        Ok(())
-    }
-}
+pub(crate) use pve::ErrorChain;

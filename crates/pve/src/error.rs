@@ -410,6 +410,27 @@ pub(crate) fn parse_lock_message(message: &str) -> Option<String> {
     re.captures(message).map(|c| c[1].to_owned())
 }
 
+/// Displays an error with its source chain on one line (`a: b: c`), for logging it once where
+/// it is handled. The one implementation every crate of the agent uses.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+/// [`ErrorChain`] as a `String`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    ErrorChain(err).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,5 +686,15 @@ mod tests {
             s,
             "POST /nodes/pve1/lxc: proxmox answered 500: CT 101 already exists on node 'pve1'"
         );
+    }
+
+    #[test]
+    fn error_chain_joins_every_source_on_one_line() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the journal")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("disk full"));
+        assert_eq!(super::error_chain(&err), "reading the journal: disk full");
+        assert_eq!(super::ErrorChain(&err).to_string(), "reading the journal: disk full");
     }
 }

@@ -39,7 +39,7 @@ mod vzdump;
 
 pub use access::PermissionMap;
 pub use client::{Client, ClientConfig};
-pub use error::{Error, Result};
+pub use error::{error_chain, Error, ErrorChain, Result};
 pub use lxc::{CreateLxc, DestroyOptions, LxcStatus, RestoreLxc};
 pub use lxc_config::{property_value, ConfigUpdate, LxcConfig};
 pub use node::{

@@ -65,13 +65,4 @@ pub use pve_port::PveProxmox;
 pub use queue::{Busy, GuestQueues, Reservation, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 
 /// An error and its causes as one line, `a: b: c`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use pve::error_chain;

@@ -91,12 +91,5 @@ impl fmt::Display for Report {
 
 /// Renders a client error with its cause chain on one line, for a check's reason.
 fn describe(err: &pve::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    pve::error_chain(err)
 }
