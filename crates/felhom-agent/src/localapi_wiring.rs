@@ -209,14 +209,6 @@ impl TokenStore for JournalTokens {
     }
 }
 
-/// Revokes every token of `vmid` (audited as `agent`); returns how many. The signed
-/// `guest.destroy` path needs no call: `Journal::release_guest` revokes a destroyed guest's
-/// tokens in its own transaction. This is for any other path that retires a guest.
-pub fn revoke_guest_tokens(journal: &Arc<Mutex<Journal>>, vmid: Vmid) -> anyhow::Result<usize> {
-    let store = JournalTokens::new(journal.clone(), "agent");
-    Ok(localapi::revoke_guest(&store, &SystemClock, vmid)?)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Audit
 

@@ -78,11 +78,6 @@ impl Identity {
         Fingerprint::from_der(&self.cert)
     }
 
-    /// The DER certificate.
-    pub fn cert_der(&self) -> &CertificateDer<'static> {
-        &self.cert
-    }
-
     /// A rustls server configuration: ring provider, TLS 1.2 and 1.3, HTTP/1.1 only (ALPN).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

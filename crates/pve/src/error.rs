@@ -695,6 +695,9 @@ mod tests {
         struct Outer(#[source] std::io::Error);
         let err = Outer(std::io::Error::other("disk full"));
         assert_eq!(super::error_chain(&err), "reading the journal: disk full");
-        assert_eq!(super::ErrorChain(&err).to_string(), "reading the journal: disk full");
+        assert_eq!(
+            super::ErrorChain(&err).to_string(),
+            "reading the journal: disk full"
+        );
     }
 }
