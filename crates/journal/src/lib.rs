@@ -16,7 +16,8 @@
 //! `audit verify|tail`).
 //!
 //! Schema version 3 adds the local API's records (`local_api.rs`): controller tokens (only a
-//! hash of each secret) and the snapshot/rollback/backup ops the local API queues.
+//! hash of each secret). Schema version 4 moves the local API's ops into the one op journal
+//! (`ops.rs`), with their history: every op, whoever asked for it, has one vocabulary.
 //!
 //! Start reading at [`Journal::open`], then `signed_ops.rs`, `audit.rs` and `ops.rs`.
 
@@ -34,7 +35,7 @@ mod signed_ops;
 pub use audit::{AuditCheck, AuditEntry, BrokenLink, NewAuditEntry};
 pub use desired_states::{DesiredStateRecord, GuestRecord, NewDesiredState};
 pub use error::JournalError;
-pub use local_api::{LocalApiAction, LocalApiOp, LocalApiOpState, LocalApiToken, NewLocalApiOp};
+pub use local_api::LocalApiToken;
 pub use open::{Journal, DB_FILE_NAME};
 pub use ops::{NewOp, NewStep, OpKind, OpRecord, OpStatus, StepRecord, StepStatus};
 pub use schema::SCHEMA_VERSION;

@@ -1,5 +1,7 @@
-//! The op journal (schema version 2): multi-step operations with per-step state and in-flight
-//! UPIDs, so that a restarted agent can resume or compensate what it was doing.
+//! The op journal (schema version 2, one vocabulary for every kind since version 4):
+//! multi-step operations with per-step state and in-flight UPIDs, so that a restarted agent can
+//! resume or compensate what it was doing, whoever asked for the op (reconcile, a signed job,
+//! the local API, a selftest).
 //!
 //! The write order is the crash-safety contract the reconcile engine relies on: an op and its
 //! planned steps are inserted first; a step's `intent` is committed *before* its POST; the UPID
@@ -27,6 +29,9 @@ pub enum OpStatus {
     Abandoned,
     /// Needs an operator signature before anything runs.
     PendingSignature,
+    /// Never ran and never will (for example a migrated local-API op that found its guest's
+    /// queue full).
+    Refused,
 }
 
 /// Where one step stands.
@@ -46,13 +51,17 @@ pub enum StepStatus {
     Skipped,
 }
 
-/// Whether an op comes from reconciliation or from an operator-signed job.
+/// Who asked for an op. Every kind runs through the same executor and recovery path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
     /// Planned by the reconcile engine.
     Reconcile,
     /// A signed one-shot job (`op_id` is the signed op's id).
     Signed,
+    /// Asked for by a guest's controller through the local API.
+    LocalApi,
+    /// `felhom-agent selftest task`.
+    Selftest,
 }
 
 words!(OpStatus {
@@ -62,6 +71,7 @@ words!(OpStatus {
     Failed => "failed",
     Abandoned => "abandoned",
     PendingSignature => "pending_signature",
+    Refused => "refused",
 });
 words!(StepStatus {
     Planned => "planned",
@@ -74,6 +84,8 @@ words!(StepStatus {
 words!(OpKind {
     Reconcile => "reconcile",
     Signed => "signed",
+    LocalApi => "local_api",
+    Selftest => "selftest",
 });
 
 impl OpStatus {
@@ -81,7 +93,7 @@ impl OpStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            OpStatus::Succeeded | OpStatus::Failed | OpStatus::Abandoned
+            OpStatus::Succeeded | OpStatus::Failed | OpStatus::Abandoned | OpStatus::Refused
         )
     }
 }
@@ -89,7 +101,8 @@ impl OpStatus {
 /// A step to record with a new op.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewStep {
-    /// `start`, `shutdown`, `stop`, `set_config`, `destroy`.
+    /// `start`, `shutdown`, `stop`, `set_config`, `destroy`, `snapshot`, `rollback`,
+    /// `delete_snapshot`, `vzdump`.
     pub kind: String,
     /// Parameters, a JSON document.
     pub params: String,
@@ -168,6 +181,30 @@ fn corrupt(key: &str, problem: &str) -> JournalError {
     }
 }
 
+/// The rows of a new op: the op and its steps, all `planned`.
+fn insert_rows(tx: &rusqlite::Transaction<'_>, op: &NewOp) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO ops (op_id, kind, vmid, generation, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            op.op_id,
+            op.kind.as_str(),
+            op.vmid,
+            op.generation.map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+            op.state.as_str(),
+            op.at
+        ],
+    )?;
+    for (idx, step) in op.steps.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO op_steps (op_id, idx, kind, params, state)
+             VALUES (?1, ?2, ?3, ?4, 'planned')",
+            params![op.op_id, idx as i64, step.kind, step.params],
+        )?;
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Runs `body` and appends `audit` in one IMMEDIATE transaction: a state change and its
     /// audit entry commit together or not at all.
@@ -204,27 +241,78 @@ impl Journal {
             return Ok(false);
         }
         self.write("recording an op", Some(audit), |tx| {
-            tx.execute(
-                "INSERT INTO ops (op_id, kind, vmid, generation, state, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    op.op_id,
-                    op.kind.as_str(),
-                    op.vmid,
-                    op.generation.map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
-                    op.state.as_str(),
-                    op.at
-                ],
-            )?;
-            for (idx, step) in op.steps.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO op_steps (op_id, idx, kind, params, state)
-                     VALUES (?1, ?2, ?3, ?4, 'planned')",
-                    params![op.op_id, idx as i64, step.kind, step.params],
-                )?;
-            }
+            insert_rows(tx, op)?;
             Ok(true)
         })
+    }
+
+    /// Records a new op like [`Journal::insert_op`] unless `vmid` already has an unfinished op
+    /// (planned or running) with a step of `exclusive_step`; checked and inserted in one
+    /// transaction, so two concurrent callers cannot both pass. `Ok(Err(op_id))` names the open
+    /// op that prevented it (nothing written).
+    pub fn insert_op_unless_open(
+        &mut self,
+        op: &NewOp,
+        exclusive_step: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<Result<(), String>, JournalError> {
+        let during = "recording an op";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(JournalError::sql(during))?;
+        let open: Option<String> = tx
+            .query_row(
+                "SELECT ops.op_id FROM ops JOIN op_steps USING (op_id)
+                 WHERE ops.vmid = ?1 AND op_steps.kind = ?2
+                   AND ops.state IN ('planned', 'running')
+                 ORDER BY ops.created_at DESC LIMIT 1",
+                params![op.vmid, exclusive_step],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(JournalError::sql(during))?;
+        if let Some(open) = open {
+            // Dropping the transaction rolls it back: nothing written.
+            return Ok(Err(open));
+        }
+        insert_rows(&tx, op).map_err(JournalError::sql(during))?;
+        append_in(&tx, audit).map_err(JournalError::sql(during))?;
+        tx.commit().map_err(JournalError::sql(during))?;
+        Ok(Ok(()))
+    }
+
+    /// The latest op on `vmid` with a step of `step_kind` that was not refused, whatever asked
+    /// for it (for example the latest backup: `vzdump`).
+    pub fn latest_op_with_step(
+        &self,
+        vmid: u32,
+        step_kind: &str,
+    ) -> Result<Option<OpRecord>, JournalError> {
+        Ok(self
+            .ops_where(
+                "vmid = ?1 AND state != 'refused'
+                 AND op_id IN (SELECT op_id FROM op_steps WHERE kind = ?2)",
+                params![vmid, step_kind],
+            )?
+            .pop())
+    }
+
+    /// When the latest succeeded op on `vmid` with a step of `step_kind` ended, Unix seconds.
+    pub fn last_success_with_step(
+        &self,
+        vmid: u32,
+        step_kind: &str,
+    ) -> Result<Option<i64>, JournalError> {
+        self.conn
+            .query_row(
+                "SELECT max(updated_at) FROM ops
+                 WHERE vmid = ?1 AND state = 'succeeded'
+                   AND op_id IN (SELECT op_id FROM op_steps WHERE kind = ?2)",
+                params![vmid, step_kind],
+                |r| r.get(0),
+            )
+            .map_err(JournalError::sql("reading ops"))
     }
 
     /// Records a step's intent (before its POST) and marks the op running.
@@ -552,6 +640,75 @@ mod tests {
         j.finish_op("pending-1", OpStatus::Abandoned, None, 9, &audit())
             .unwrap();
         assert!(j.pending_ops().unwrap().is_empty());
+    }
+
+    fn backup(op_id: &str, at: i64) -> NewOp {
+        NewOp {
+            op_id: op_id.to_owned(),
+            kind: OpKind::LocalApi,
+            vmid: 101,
+            generation: None,
+            state: OpStatus::Planned,
+            steps: vec![NewStep {
+                kind: "vzdump".into(),
+                params: r#"{"storage":"local"}"#.into(),
+            }],
+            at,
+        }
+    }
+
+    #[test]
+    fn an_exclusive_insert_refuses_while_the_same_kind_of_op_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let entries = |j: &Journal| j.audit_verify().unwrap().entries;
+        assert_eq!(
+            j.insert_op_unless_open(&backup("b1", 10), "vzdump", &audit())
+                .unwrap(),
+            Ok(())
+        );
+        let before = entries(&j);
+        assert_eq!(
+            j.insert_op_unless_open(&backup("b2", 11), "vzdump", &audit())
+                .unwrap(),
+            Err("b1".to_owned())
+        );
+        assert!(j.op("b2").unwrap().is_none(), "a refused insert wrote");
+        assert_eq!(entries(&j), before, "a refused insert was audited");
+        // Another guest, or another kind of step, is not affected.
+        let mut other = backup("b3", 12);
+        other.vmid = 102;
+        assert_eq!(
+            j.insert_op_unless_open(&other, "vzdump", &audit()).unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            j.insert_op_unless_open(&two_step("r1"), "shutdown", &audit())
+                .unwrap(),
+            Ok(())
+        );
+        // Once b1 ends, the next backup may be recorded; it is the latest, b1 the last success.
+        j.step_intent("b1", 0, 13, &audit()).unwrap();
+        j.step_posted("b1", 0, Some("UPID:b1"), 13).unwrap();
+        j.step_finished("b1", 0, StepStatus::Done, Some("OK"), 20, None)
+            .unwrap();
+        j.finish_op("b1", OpStatus::Succeeded, None, 20, &audit())
+            .unwrap();
+        assert_eq!(
+            j.insert_op_unless_open(&backup("b4", 30), "vzdump", &audit())
+                .unwrap(),
+            Ok(())
+        );
+        j.finish_op("b4", OpStatus::Refused, Some("busy"), 30, &audit())
+            .unwrap();
+        assert_eq!(
+            j.latest_op_with_step(101, "vzdump").unwrap().unwrap().op_id,
+            "b1",
+            "a refused op says nothing about the guest"
+        );
+        assert_eq!(j.last_success_with_step(101, "vzdump").unwrap(), Some(20));
+        assert_eq!(j.last_success_with_step(102, "vzdump").unwrap(), None);
+        assert_eq!(j.last_success_with_step(101, "snapshot").unwrap(), None);
     }
 
     /// Regression for issue 4's "a full disk fails the op cleanly with nothing half-recorded":
