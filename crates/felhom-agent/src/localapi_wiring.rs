@@ -8,38 +8,33 @@
 //!   actor = token id, action = route, target = `vmid:N`), written by a thread of its own on a
 //!   connection of its own, so a request never waits for an audit fsync; a full hand-off queue
 //!   is logged, never silently dropped.
-//! - [`QueueOps`]: snapshot, rollback and backup journaled in `local_api_ops` and run through the
-//!   guest's reconcile queue, so they never overlap a reconcile step or an operator op on the
-//!   same guest. Each op runs in a task of its own: a caller that goes away never cancels it.
+//! - [`HandleOps`]: snapshot, rollback and backup submitted through the reconcile engine's
+//!   [`AgentHandle`]: journaled as ops of kind `local_api`, run by the one executor in the
+//!   guest's queue (never overlapping a reconcile step or an operator op on the same guest),
+//!   recovered after a crash like every other op. This module posts nothing to Proxmox itself.
 //! - [`GuestFacts`]: `guest_exists` (managed in the journal and present in Proxmox), the backup
 //!   policy (the `backup` section of the last accepted desired state), the backup status (the
-//!   journal). `storage` is empty and `restore_test_status` is `never` until those
-//!   capabilities land.
+//!   journal: the latest op with a `vzdump` step, whoever asked for it). `storage` is empty and
+//!   `restore_test_status` is `never` until those capabilities land.
 //!
-//! Start reading at [`start`], then [`QueueOps`].
+//! Start reading at [`start`], then [`HandleOps`].
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use journal::{
-    Journal, JournalError, LocalApiAction, LocalApiOp, LocalApiOpState, LocalApiToken,
-    NewAuditEntry, NewLocalApiOp,
-};
+use journal::{Journal, JournalError, LocalApiToken, NewAuditEntry, OpRecord, OpStatus};
 use localapi::{
     Audit, AuditEvent, BackupPolicy, BackupSection, BackupState, BackupStatus, GuestMount,
     GuestOps, GuestView, Limits, OpAccepted, OpDone, OpError, PortError, PortFuture, Ports,
     RestoreTestState, RestoreTestStatus, SystemClock, TokenHash, TokenId, TokenRecord, TokenState,
     TokenStore,
 };
-use pve::{SnapshotName, Upid, Vmid, VzdumpOutcome, VzdumpRequest, WaitOptions};
-use reconcile::GuestQueues;
-use tokio::sync::{oneshot, watch};
+use pve::{SnapshotName, Vmid};
+use reconcile::{GuestOp, OpFailure, OpTicket, Origin, SubmitError};
 
 use crate::config::Config;
 
@@ -51,10 +46,8 @@ const AUDIT_QUEUE: usize = 4096;
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 /// A positive `guest_exists` answer is reused this long (it is asked on every call).
 const EXISTS_TTL: Duration = Duration::from_secs(5);
-/// Longest wait for a snapshot or rollback task.
-const SNAPSHOT_TASK_LIMIT: Duration = Duration::from_secs(30 * 60);
-/// Longest wait for a vzdump task (large guests to slow targets take hours).
-const BACKUP_TASK_LIMIT: Duration = Duration::from_secs(12 * 3600);
+/// The step of a backup op in the journal.
+const BACKUP_STEP: &str = "vzdump";
 
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -289,12 +282,14 @@ impl Audit for JournalAudit {
 // ---------------------------------------------------------------------------------------------
 // Shared state of the ops and the view
 
+/// The engine handle the daemon wires in: the executor over the Proxmox client and the journal.
+pub type AgentHandle = reconcile::EngineHandle<reconcile::PveProxmox, Journal>;
+
 struct Shared {
     journal: Arc<Mutex<Journal>>,
-    queues: GuestQueues,
+    handle: AgentHandle,
+    /// For reads only (guest status, snapshot names); every mutation goes through `handle`.
     client: pve::Client,
-    shutdown: watch::Receiver<bool>,
-    seq: AtomicU64,
     /// The parsed `backup` section and the generation it came from.
     backup: Mutex<Option<(u64, Option<Arc<BackupSection>>)>>,
     /// Guests recently seen to exist, and when.
@@ -302,14 +297,6 @@ struct Shared {
 }
 
 impl Shared {
-    fn op_id(&self, action: LocalApiAction, vmid: Vmid) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        format!("la-{}-{}-{nanos}-{seq}", action.as_str(), vmid.get())
-    }
-
     fn journal(&self) -> MutexGuard<'_, Journal> {
         lock(&self.journal)
     }
@@ -373,31 +360,9 @@ pub fn parse_backup_section(body: &str) -> Result<Option<BackupSection>, String>
 // ---------------------------------------------------------------------------------------------
 // Ops
 
-/// What one queued op does.
-#[derive(Debug, Clone)]
-enum Work {
-    Snapshot(SnapshotName),
-    Rollback(SnapshotName),
-    Backup(String),
-}
-
-impl Work {
-    fn action(&self) -> LocalApiAction {
-        match self {
-            Work::Snapshot(_) => LocalApiAction::Snapshot,
-            Work::Rollback(_) => LocalApiAction::Rollback,
-            Work::Backup(_) => LocalApiAction::Backup,
-        }
-    }
-
-    fn word(&self) -> &'static str {
-        self.action().as_str()
-    }
-}
-
-/// [`GuestOps`] through the reconcile engine's per-guest queues, journaled in `local_api_ops`.
+/// [`GuestOps`] through the engine handle.
 #[derive(Clone)]
-pub struct QueueOps {
+pub struct HandleOps {
     shared: Arc<Shared>,
 }
 
@@ -407,296 +372,45 @@ pub struct GuestFacts {
     shared: Arc<Shared>,
 }
 
-/// Runs `work` in `vmid`'s queue in a task of its own and returns once it holds a place there:
-/// `Err(Busy)` if the queue is full, otherwise a receiver for the result. Dropping the receiver
-/// (a client that went away) never cancels the op.
-fn enqueue<F>(
-    queues: &GuestQueues,
-    vmid: u32,
-    work: F,
-) -> Result<oneshot::Receiver<F::Output>, reconcile::Busy>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let place = queues.reserve(vmid)?;
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let _ = tx.send(place.run(work).await);
-    });
-    Ok(rx)
-}
-
-impl QueueOps {
-    /// Journals the op as queued, then enqueues it. On a full queue the op is recorded as
-    /// refused and the caller gets [`OpError::Busy`].
-    fn submit(
-        &self,
-        vmid: Vmid,
-        work: Work,
-        check: impl FnOnce(&Journal) -> Result<(), OpError>,
-    ) -> Result<(String, oneshot::Receiver<Result<(), OpError>>), OpError> {
-        let shared = &self.shared;
-        let op_id = shared.op_id(work.action(), vmid);
-        let (snapshot, storage) = match &work {
-            Work::Snapshot(n) | Work::Rollback(n) => (Some(n.to_string()), None),
-            Work::Backup(s) => (None, Some(s.clone())),
-        };
-        {
-            // Check and insert under one lock: two concurrent backups cannot both pass.
-            let mut journal = shared.journal();
-            check(&journal)?;
-            let new = NewLocalApiOp {
-                op_id: op_id.clone(),
-                vmid: vmid.get(),
-                action: work.action(),
-                snapshot,
-                storage,
-                at: now(),
-            };
-            let audit = entry(
-                Some("agent".into()),
-                work.word(),
-                Some(vmid.get()),
-                Some(&op_id),
-                "queued",
-                None,
-            );
-            journal
-                .insert_local_api_op(&new, &audit)
-                .map_err(|e| OpError::Port(PortError::with_source("ops", "journaling an op", e)))?;
-        }
-        let task = execute(shared.clone(), op_id.clone(), vmid, work.clone());
-        match enqueue(&shared.queues, vmid.get(), task) {
-            Ok(rx) => Ok((op_id, rx)),
-            Err(busy) => {
-                finish(
-                    shared,
-                    &op_id,
-                    vmid,
-                    work.action(),
-                    LocalApiOpState::Refused,
-                    Some(&busy.to_string()),
-                );
-                Err(OpError::Busy {
-                    vmid,
-                    retry_after: BUSY_RETRY,
-                })
-            }
-        }
-    }
-}
-
-/// Records an op's end with its audit entry; a journal failure is logged (the op is then
-/// settled at the next start).
-fn finish(
-    shared: &Shared,
-    op_id: &str,
-    vmid: Vmid,
-    action: LocalApiAction,
-    state: LocalApiOpState,
-    error: Option<&str>,
-) {
-    let audit = entry(
-        Some("agent".into()),
-        action.as_str(),
-        Some(vmid.get()),
-        Some(op_id),
-        state.as_str(),
-        error.map(str::to_owned),
-    );
-    if let Err(err) = shared
-        .journal()
-        .finish_local_api_op(op_id, state, error, now(), &audit)
-    {
-        tracing::error!(op_id, error = %reconcile::error_chain(&err), "local api op end not journaled");
-    }
-}
-
-/// One op in its turn: mark running, check the guest, POST, record the UPID, wait, finish.
-async fn execute(
-    shared: Arc<Shared>,
-    op_id: String,
-    vmid: Vmid,
-    work: Work,
-) -> Result<(), OpError> {
-    let action = work.word();
-    let fail = |state: LocalApiOpState, reason: String, err: OpError| {
-        tracing::warn!(op_id = %op_id, vmid = vmid.get(), action, reason = %reason, "local api op failed");
-        finish(&shared, &op_id, vmid, work.action(), state, Some(&reason));
-        Err(err)
-    };
-    let failed = |reason: String| OpError::Failed {
-        vmid,
-        action,
-        reason,
-    };
-    let started = shared.journal().local_api_op_started(&op_id, now());
-    if let Err(e) = started {
-        let reason = reconcile::error_chain(&e);
-        return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
-    }
-    let client = &shared.client;
-    let status = match client.lxc_status(vmid).await {
-        Ok(s) => s,
-        Err(pve::Error::NoSuchGuest { .. }) => {
-            return fail(
-                LocalApiOpState::Failed,
-                "guest does not exist".into(),
-                OpError::GuestGone { vmid },
-            )
-        }
-        Err(e) => {
-            let reason = reconcile::error_chain(&e);
-            return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
-        }
-    };
-    if let Some(lock) = &status.lock {
-        return fail(
-            LocalApiOpState::Failed,
-            format!("guest is locked ({lock})"),
-            OpError::Busy {
-                vmid,
-                retry_after: BUSY_RETRY,
-            },
-        );
-    }
-    let (posted, limit) = match &work {
-        Work::Snapshot(name) => {
-            match client.list_snapshots(vmid).await {
-                Ok(list) if list.iter().any(|s| s.name == name.as_str()) => {
-                    return fail(
-                        LocalApiOpState::Failed,
-                        format!("snapshot {name} exists"),
-                        OpError::Conflict {
-                            vmid,
-                            what: format!("snapshot {name}"),
-                        },
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let reason = reconcile::error_chain(&e);
-                    return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
-                }
-            }
-            let r = client
-                .create_snapshot(vmid, name, Some("taken through the felhom local api"))
-                .await
-                .map(|t| t.upid().cloned());
-            (r, SNAPSHOT_TASK_LIMIT)
-        }
-        // The rollback kills a running guest; it is started again only if it ran before.
-        Work::Rollback(name) => (
-            client
-                .rollback_snapshot(vmid, name, status.is_running())
-                .await
-                .map(|t| t.upid().cloned()),
-            SNAPSHOT_TASK_LIMIT,
-        ),
-        Work::Backup(storage) => {
-            let r = match client
-                .vzdump(&VzdumpRequest::new(vmid, storage.clone()))
-                .await
-            {
-                Ok(VzdumpOutcome::Task(upid)) => Ok(Some(upid)),
-                Ok(VzdumpOutcome::NotOnThisNode) => {
-                    let reason = "vzdump: the guest is not on this node".to_owned();
-                    return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
-                }
-                Err(e) => Err(e),
-            };
-            (r, BACKUP_TASK_LIMIT)
-        }
-    };
-    let upid = match posted {
-        Ok(upid) => upid,
-        Err(e) if e.lock().is_some() => {
-            return fail(
-                LocalApiOpState::Failed,
-                reconcile::error_chain(&e),
-                OpError::Busy {
-                    vmid,
-                    retry_after: BUSY_RETRY,
-                },
-            )
-        }
-        Err(e) => {
-            let reason = reconcile::error_chain(&e);
-            return fail(LocalApiOpState::Failed, reason.clone(), failed(reason));
-        }
-    };
-    if let Some(upid) = &upid {
-        if let Err(e) = shared
-            .journal()
-            .local_api_op_posted(&op_id, &upid.to_string())
-        {
-            tracing::error!(op_id = %op_id, error = %reconcile::error_chain(&e), "local api op task not journaled");
-        }
-        wait(&shared, &op_id, vmid, &work, upid, limit).await?;
-    } else {
-        finish(
-            &shared,
-            &op_id,
+fn submit_error(vmid: Vmid, e: SubmitError) -> OpError {
+    match e {
+        SubmitError::Busy(_) => OpError::Busy {
             vmid,
-            work.action(),
-            LocalApiOpState::Succeeded,
-            None,
-        );
-    }
-    tracing::info!(op_id = %op_id, vmid = vmid.get(), action, "local api op succeeded");
-    Ok(())
-}
-
-/// Waits for an op's task and journals its end. A wait cut short by the agent stopping leaves
-/// the op `running` with its UPID, for the next start to follow.
-async fn wait(
-    shared: &Shared,
-    op_id: &str,
-    vmid: Vmid,
-    work: &Work,
-    upid: &Upid,
-    limit: Duration,
-) -> Result<(), OpError> {
-    let options = WaitOptions::new(limit).cancel_on(shared.shutdown.clone());
-    let failed = |reason: String| OpError::Failed {
-        vmid,
-        action: work.word(),
-        reason,
-    };
-    match shared.client.wait_task(upid, options).await {
-        Ok(_) => {
-            finish(
-                shared,
-                op_id,
-                vmid,
-                work.action(),
-                LocalApiOpState::Succeeded,
-                None,
-            );
-            Ok(())
-        }
-        Err(e @ pve::Error::TaskWaitCancelled { .. }) => {
-            tracing::info!(op_id, "local api op left to the next start");
-            Err(failed(reconcile::error_chain(&e)))
-        }
-        Err(e) => {
-            let reason = reconcile::error_chain(&e);
-            tracing::warn!(op_id, vmid = vmid.get(), reason = %reason, "local api op failed");
-            finish(
-                shared,
-                op_id,
-                vmid,
-                work.action(),
-                LocalApiOpState::Failed,
-                Some(&reason),
-            );
-            Err(failed(reason))
+            retry_after: BUSY_RETRY,
+        },
+        SubmitError::Conflict { what, .. } => OpError::Conflict { vmid, what },
+        SubmitError::Journal(source) => {
+            OpError::Port(PortError::with_source("ops", "journaling an op", source))
         }
     }
 }
 
-impl GuestOps for QueueOps {
+fn op_failure(vmid: Vmid, e: OpFailure) -> OpError {
+    match e {
+        OpFailure::GuestGone { .. } => OpError::GuestGone { vmid },
+        OpFailure::Locked { .. } => OpError::Busy {
+            vmid,
+            retry_after: BUSY_RETRY,
+        },
+        OpFailure::Conflict { what, .. } => OpError::Conflict { vmid, what },
+        OpFailure::Failed { action, reason, .. } => OpError::Failed {
+            vmid,
+            action,
+            reason,
+        },
+    }
+}
+
+impl HandleOps {
+    fn submit(&self, vmid: Vmid, op: GuestOp) -> Result<OpTicket, OpError> {
+        self.shared
+            .handle
+            .submit(Origin::LocalApi, vmid.get(), op)
+            .map_err(|e| submit_error(vmid, e))
+    }
+}
+
+impl GuestOps for HandleOps {
     fn list_snapshots(&self, vmid: Vmid) -> PortFuture<'_, Result<Vec<SnapshotName>, PortError>> {
         Box::pin(async move {
             let list = self
@@ -712,16 +426,19 @@ impl GuestOps for QueueOps {
 
     fn snapshot(&self, vmid: Vmid, name: SnapshotName) -> PortFuture<'_, Result<OpDone, OpError>> {
         Box::pin(async move {
-            let (op_id, rx) = self.submit(vmid, Work::Snapshot(name), |_| Ok(()))?;
-            match rx.await {
-                Ok(Ok(())) => Ok(OpDone { op_id }),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(OpError::Failed {
-                    vmid,
-                    action: "snapshot",
-                    reason: "the op's task ended without a result".into(),
-                }),
-            }
+            let ticket = self.submit(
+                vmid,
+                GuestOp::Snapshot {
+                    name,
+                    description: "taken through the felhom local api".into(),
+                },
+            )?;
+            let op_id = ticket.op_id.clone();
+            ticket
+                .finished()
+                .await
+                .map_err(|e| op_failure(vmid, e))?;
+            Ok(OpDone { op_id })
         })
     }
 
@@ -731,8 +448,10 @@ impl GuestOps for QueueOps {
         name: SnapshotName,
     ) -> PortFuture<'_, Result<OpAccepted, OpError>> {
         Box::pin(async move {
-            let (op_id, _rx) = self.submit(vmid, Work::Rollback(name), |_| Ok(()))?;
-            Ok(OpAccepted { op_id })
+            let ticket = self.submit(vmid, GuestOp::Rollback { name })?;
+            Ok(OpAccepted {
+                op_id: ticket.op_id,
+            })
         })
     }
 
@@ -746,19 +465,15 @@ impl GuestOps for QueueOps {
                     reason: "no backup policy (target) for this guest in the desired state".into(),
                 });
             };
-            let (op_id, _rx) = self.submit(vmid, Work::Backup(policy.target), |journal| {
-                let latest = journal
-                    .latest_local_api_op(vmid.get(), LocalApiAction::Backup)
-                    .map_err(|e| PortError::with_source("ops", "reading backups", e))?;
-                match latest {
-                    Some(op) if !op.state.is_final() => Err(OpError::Conflict {
-                        vmid,
-                        what: format!("backup {} ({})", op.op_id, op.state.as_str()),
-                    }),
-                    _ => Ok(()),
-                }
-            })?;
-            Ok(OpAccepted { op_id })
+            let ticket = self.submit(
+                vmid,
+                GuestOp::Backup {
+                    storage: policy.target,
+                },
+            )?;
+            Ok(OpAccepted {
+                op_id: ticket.op_id,
+            })
         })
     }
 }
@@ -820,10 +535,10 @@ impl GuestView for GuestFacts {
             let err = |e| PortError::with_source("guests", "reading backups", e);
             let journal = self.shared.journal();
             let latest = journal
-                .latest_local_api_op(vmid.get(), LocalApiAction::Backup)
+                .latest_op_with_step(vmid.get(), BACKUP_STEP)
                 .map_err(err)?;
             let last_success = journal
-                .last_local_api_success(vmid.get(), LocalApiAction::Backup)
+                .last_success_with_step(vmid.get(), BACKUP_STEP)
                 .map_err(err)?;
             Ok(backup_status_of(latest, last_success))
         })
@@ -844,23 +559,21 @@ impl GuestView for GuestFacts {
     }
 }
 
-fn backup_status_of(latest: Option<LocalApiOp>, last_success: Option<i64>) -> BackupStatus {
+fn backup_status_of(latest: Option<OpRecord>, last_success: Option<i64>) -> BackupStatus {
     let Some(op) = latest else {
         return BackupStatus::never();
     };
     let state = match op.state {
-        LocalApiOpState::Queued => BackupState::Queued,
-        LocalApiOpState::Running => BackupState::Running,
-        LocalApiOpState::Succeeded => BackupState::Succeeded,
-        LocalApiOpState::Failed | LocalApiOpState::Abandoned | LocalApiOpState::Refused => {
-            BackupState::Failed
-        }
+        OpStatus::Planned | OpStatus::PendingSignature => BackupState::Queued,
+        OpStatus::Running => BackupState::Running,
+        OpStatus::Succeeded => BackupState::Succeeded,
+        OpStatus::Failed | OpStatus::Abandoned | OpStatus::Refused => BackupState::Failed,
     };
     BackupStatus {
         state,
+        started_at: op.steps.first().and_then(|s| s.intent_at).map(from_unix),
+        finished_at: op.state.is_final().then(|| from_unix(op.updated_at)),
         op_id: Some(op.op_id),
-        started_at: op.started_at.map(from_unix),
-        finished_at: op.finished_at.map(from_unix),
         last_success_at: last_success.map(from_unix),
     }
 }
@@ -868,86 +581,25 @@ fn backup_status_of(latest: Option<LocalApiOp>, last_success: Option<i64>) -> Ba
 // ---------------------------------------------------------------------------------------------
 // Start
 
-/// Settles the ops a previous run left unfinished: one with a task is followed to its end
-/// (through the guest's queue), one without is `abandoned` (the agent stopped before its POST
-/// returned; the controller sees it failed and asks again).
-fn settle_unfinished(shared: &Arc<Shared>) -> anyhow::Result<()> {
-    let open = shared.journal().unfinished_local_api_ops()?;
-    for op in open {
-        let Ok(vmid) = Vmid::new(op.vmid) else {
-            // Only a damaged row can hold one (ops are journaled with a checked vmid); it has
-            // no guest to settle against, so it stays for an operator to look at.
-            tracing::error!(op_id = %op.op_id, vmid = op.vmid, "local api op with an invalid vmid left unsettled");
-            continue;
-        };
-        let abandon = |why: &str| {
-            finish(
-                shared,
-                &op.op_id,
-                vmid,
-                op.action,
-                LocalApiOpState::Abandoned,
-                Some(why),
-            )
-        };
-        let name = op.snapshot.as_deref().and_then(|s| s.parse().ok());
-        let work = match (op.action, name) {
-            (LocalApiAction::Snapshot, Some(n)) => Work::Snapshot(n),
-            (LocalApiAction::Rollback, Some(n)) => Work::Rollback(n),
-            (LocalApiAction::Backup, _) => Work::Backup(op.storage.clone().unwrap_or_default()),
-            _ => {
-                abandon("unreadable op");
-                continue;
-            }
-        };
-        let Some(Ok(upid)) = op.upid.as_deref().map(str::parse::<Upid>) else {
-            abandon("the agent stopped before the op's task was posted");
-            continue;
-        };
-        let Ok(place) = shared.queues.reserve(vmid.get()) else {
-            abandon("the guest's queue was full when the agent restarted");
-            continue;
-        };
-        let limit = match work {
-            Work::Backup(_) => BACKUP_TASK_LIMIT,
-            _ => SNAPSHOT_TASK_LIMIT,
-        };
-        let s = shared.clone();
-        tokio::spawn(async move {
-            place
-                .run(async {
-                    let _ = wait(&s, &op.op_id, vmid, &work, &upid, limit).await;
-                })
-                .await;
-        });
-    }
-    Ok(())
-}
-
-/// The ports over the agent's journal, queues and Proxmox client; settles ops a previous run
-/// left unfinished. Needs a Tokio runtime.
+/// The ports over the agent's journal, the engine handle and the Proxmox client (reads).
 pub fn ports(
     state_dir: &Path,
     journal: Arc<Mutex<Journal>>,
-    queues: GuestQueues,
+    handle: AgentHandle,
     client: pve::Client,
-    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Ports> {
     let shared = Arc::new(Shared {
         journal: journal.clone(),
-        queues,
+        handle,
         client,
-        shutdown,
-        seq: AtomicU64::new(0),
         backup: Mutex::new(None),
         seen: Mutex::new(std::collections::HashMap::new()),
     });
-    settle_unfinished(&shared).context("cannot settle unfinished local api ops")?;
     let audit_journal = Journal::open(state_dir).context("cannot open the journal for audit")?;
     let audit = JournalAudit::start(audit_journal).context("cannot start the audit writer")?;
     Ok(Ports {
         tokens: Arc::new(JournalTokens::new(journal, "agent")),
-        ops: Arc::new(QueueOps {
+        ops: Arc::new(HandleOps {
             shared: shared.clone(),
         }),
         view: Arc::new(GuestFacts { shared }),
@@ -959,24 +611,22 @@ pub fn ports(
 /// Starts the local API on every `local_api.listen` address, with the TLS identity in
 /// `state_dir/localapi` (created on first start). `None` when `local_api.listen` is empty.
 ///
-/// Call after `Engine::new`, with the engine's journal and `engine.queues()`; stop it with
-/// `Running::shutdown(grace)` when `shutdown` turns true (ops waiting for a task stop waiting
-/// then and are followed again at the next start).
+/// Call with the engine's journal and `engine.handle()`; stop it with
+/// `Running::shutdown(grace)`. Ops still running then are followed again at the next start by
+/// the engine's recovery, like every other op.
 pub async fn start(
     config: &Config,
     journal: Arc<Mutex<Journal>>,
-    queues: GuestQueues,
+    handle: AgentHandle,
     client: pve::Client,
-    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<localapi::Running>> {
     start_with(
         &config.local_api.listen,
         &config.state_dir,
         Limits::default(),
         journal,
-        queues,
+        handle,
         client,
-        shutdown,
     )
     .await
 }
@@ -987,9 +637,8 @@ pub async fn start_with(
     state_dir: &Path,
     limits: Limits,
     journal: Arc<Mutex<Journal>>,
-    queues: GuestQueues,
+    handle: AgentHandle,
     client: pve::Client,
-    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<localapi::Running>> {
     if listen.is_empty() {
         tracing::info!("local api disabled (local_api.listen is empty)");
@@ -998,7 +647,7 @@ pub async fn start_with(
     let identity = localapi::Identity::load_or_create(state_dir, listen)
         .context("cannot load the local api certificate")?;
     tracing::info!(fingerprint = %identity.fingerprint(), "local api identity");
-    let ports = ports(state_dir, journal, queues, client, shutdown)?;
+    let ports = ports(state_dir, journal, handle, client)?;
     let running = localapi::start(listen, identity.server_config()?, ports, limits)
         .await
         .context("cannot start the local api")?;
@@ -1008,39 +657,6 @@ pub async fn start_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn enqueue_reports_busy_and_a_dropped_receiver_never_cancels() {
-        let queues = GuestQueues::new(3, 1);
-        let (release, released) = oneshot::channel::<()>();
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = ran.clone();
-        let first = enqueue(&queues, 101, async move {
-            let _ = released.await;
-            flag.store(true, Ordering::SeqCst);
-        })
-        .unwrap();
-        // The queue of 101 is full (depth 1); 102 has its own.
-        assert!(enqueue(&queues, 101, async {}).is_err());
-        assert_eq!(
-            enqueue(&queues, 102, async { 7 }).unwrap().await.unwrap(),
-            7
-        );
-        // The caller goes away; the op still runs to its end.
-        drop(first);
-        release.send(()).unwrap();
-        for _ in 0..100 {
-            if ran.load(Ordering::SeqCst) && queues.is_idle(101) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(
-            ran.load(Ordering::SeqCst),
-            "a dropped caller cancelled the op"
-        );
-        assert!(queues.is_idle(101));
-    }
 
     #[test]
     fn backup_section_is_read_from_a_desired_body() {
@@ -1085,25 +701,38 @@ mod tests {
     #[test]
     fn backup_status_follows_the_latest_op() {
         assert_eq!(backup_status_of(None, None), BackupStatus::never());
-        let op = |state| LocalApiOp {
+        let op = |state| OpRecord {
             op_id: "b1".into(),
+            kind: journal::OpKind::LocalApi,
             vmid: 101,
-            action: LocalApiAction::Backup,
-            snapshot: None,
-            storage: Some("t".into()),
+            generation: None,
             state,
-            upid: None,
-            error: None,
             created_at: 5,
-            started_at: Some(6),
-            finished_at: Some(9),
+            updated_at: 9,
+            error: None,
+            steps: vec![journal::StepRecord {
+                idx: 0,
+                kind: BACKUP_STEP.into(),
+                params: "{}".into(),
+                state: journal::StepStatus::Posted,
+                upid: None,
+                intent_at: Some(6),
+                posted_at: Some(6),
+                finished_at: None,
+                exitstatus: None,
+            }],
         };
-        let s = backup_status_of(Some(op(LocalApiOpState::Running)), Some(3));
+        let s = backup_status_of(Some(op(OpStatus::Running)), Some(3));
         assert_eq!(s.state, BackupState::Running);
+        assert_eq!(s.started_at, Some(from_unix(6)));
+        assert_eq!(s.finished_at, None);
         assert_eq!(s.last_success_at, Some(from_unix(3)));
+        let s = backup_status_of(Some(op(OpStatus::Abandoned)), None);
+        assert_eq!(s.state, BackupState::Failed);
+        assert_eq!(s.finished_at, Some(from_unix(9)));
         assert_eq!(
-            backup_status_of(Some(op(LocalApiOpState::Abandoned)), None).state,
-            BackupState::Failed
+            backup_status_of(Some(op(OpStatus::Planned)), None).state,
+            BackupState::Queued
         );
     }
 }

@@ -39,6 +39,13 @@ pub fn client(config: &ProxmoxConfig) -> Result<Client, ClientSetupError> {
     Client::new(cc).map_err(ClientSetupError::Client)
 }
 
+/// The token's `user@realm!tokenid`: how UPIDs name the agent's tasks (what recovery looks for
+/// in the task list). Never the secret.
+pub fn token_user(config: &ProxmoxConfig) -> String {
+    let token: &str = config.token.value.expose();
+    token.split_once('=').map_or(token, |(id, _)| id).to_owned()
+}
+
 /// Installs ring as the process-wide rustls provider. The client builds its TLS configuration
 /// with ring explicitly; this only guards code paths that use the process default
 /// (deps-notes.md, gotcha 1). Installing twice is harmless.

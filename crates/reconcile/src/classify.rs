@@ -56,6 +56,14 @@ pub fn classify(
     }
     match step {
         Step::Start | Step::Shutdown | Step::Stop => Class::Benign,
+        // A snapshot or a backup adds a copy; deleting a snapshot removes a copy, never the
+        // primary one.
+        Step::Snapshot { .. } | Step::Vzdump { .. } | Step::DeleteSnapshot { .. } => Class::Benign,
+        // Rollback discards what changed since the snapshot, so it is asked for only by the
+        // guest's own controller through the local API (seed §6: the controller owns its app's
+        // snapshot points) or by the agent's selftest on a snapshot it took moments before; the
+        // planner never plans one from a desired state.
+        Step::Rollback { .. } => Class::Benign,
         Step::SetConfig { changes, .. } => match changes.keys().find(|k| !normalize::allowed(k)) {
             // Mount points, protection, features…: data-bearing or root-only, never benign
             // and not signable in v1.

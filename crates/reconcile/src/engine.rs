@@ -25,8 +25,9 @@ use crate::exec::{audit, now, ExecError, Executor, OpSpec};
 use crate::jobs::{self, JobOutcome};
 use crate::plan::{self, Note, Step};
 use crate::ports::{Proxmox, ProxmoxError, Store};
+use crate::handle::EngineHandle;
 use crate::queue::{GuestQueues, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
-use crate::recover;
+use crate::recover::{self, GuestRecovery, Recovering};
 
 /// How long `/cluster/resources` may lag behind a change (pve-api-notes §2.2: ~10 s on a real
 /// node); guests mutated more recently are read with `status/current`.
@@ -167,8 +168,8 @@ pub enum EngineError {
     /// The journal failed.
     #[error("journal failed")]
     Journal(#[source] journal::JournalError),
-    /// Crash recovery could not finish.
-    #[error("crash recovery did not finish")]
+    /// Crash recovery could not read what to recover.
+    #[error("crash recovery could not start")]
     Recovery(#[source] ExecError),
 }
 
@@ -197,7 +198,13 @@ pub struct Engine<P, S> {
     backoff: HashMap<u32, Backoff>,
     cycle_backoff: Duration,
     mutated: HashMap<u32, Instant>,
-    recovered: bool,
+    /// Guests with interrupted ops, their turns claimed at construction; settled from the first
+    /// cycle on.
+    claimed: Option<Vec<GuestRecovery>>,
+    recovering: Recovering,
+    /// Guests that were recovering at the last cycle (one that left is read fresh).
+    was_recovering: BTreeSet<u32>,
+    recovery_tasks: JoinSet<()>,
     status: EngineStatus,
     status_tx: watch::Sender<EngineStatus>,
     op_seq: u64,
@@ -226,6 +233,9 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         };
         let (status_tx, status_rx) = watch::channel(EngineStatus::default());
         let queues = GuestQueues::new(config.parallel, config.queue_depth);
+        // Before anyone can queue work: the guests with interrupted ops are claimed for
+        // recovery, which therefore goes first on each of them.
+        let claimed = recover::claim(&exec, &queues).map_err(EngineError::Recovery)?;
         let mut engine = Engine {
             exec,
             queues,
@@ -235,7 +245,10 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             cache: ConfigCache::default(),
             backoff: HashMap::new(),
             mutated: HashMap::new(),
-            recovered: false,
+            claimed: Some(claimed),
+            recovering: Recovering::default(),
+            was_recovering: BTreeSet::new(),
+            recovery_tasks: JoinSet::new(),
             status: EngineStatus::default(),
             status_tx,
             op_seq: 0,
@@ -244,9 +257,11 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         Ok((engine, status_rx))
     }
 
-    /// The per-guest queues (for other mutators, e.g. the local API).
-    pub fn queues(&self) -> GuestQueues {
-        self.queues.clone()
+    /// The handle through which everything outside the reconcile loop submits guest ops (the
+    /// local API, `selftest task`, later the backup scheduler): same executor, same per-guest
+    /// queues, same recovery.
+    pub fn handle(&self) -> EngineHandle<P, S> {
+        EngineHandle::new(self.exec.clone(), self.queues.clone())
     }
 
     /// The desired state in force.
@@ -366,15 +381,21 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
 
     /// One reconcile pass.
     pub async fn reconcile(&mut self) -> Result<Action, EngineError> {
-        if !self.recovered {
-            let report = recover::recover(&self.exec)
-                .await
-                .map_err(EngineError::Recovery)?;
-            for vmid in &report.guests {
-                self.mutated.insert(*vmid, Instant::now());
-            }
-            self.recovered = true;
+        if let Some(claimed) = self.claimed.take() {
+            self.recovery_tasks = recover::spawn(&self.exec, claimed, &self.recovering);
         }
+        while self.recovery_tasks.try_join_next().is_some() {}
+        let recovering: BTreeSet<u32> = self
+            .recovering
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // A guest whose recovery just ended changed behind the list: read it fresh.
+        for vmid in self.was_recovering.difference(&recovering) {
+            self.mutated.insert(*vmid, Instant::now());
+            self.cache.invalidate(*vmid);
+        }
+        self.was_recovering = recovering.clone();
         self.status.cycle += 1;
         let mut reads = 1u32;
         let mut actual = Actual {
@@ -449,6 +470,13 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         let mut jobs = JoinSet::new();
         let mut started = 0u32;
         for op in plan.ops {
+            if recovering.contains(&op.vmid) {
+                errors.insert(
+                    op.vmid,
+                    "settling an op interrupted by a restart; waiting".to_owned(),
+                );
+                continue;
+            }
             if let Some(b) = self.backoff.get(&op.vmid) {
                 errors.entry(op.vmid).or_insert_with(|| {
                     format!(
@@ -498,6 +526,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 generation,
                 steps: op.steps,
                 authority: None,
+                wait_limit: None,
             };
             let exec = self.exec.clone();
             let queues = self.queues.clone();

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use journal::{JournalError, NewAuditEntry, NewOp, NewStep, OpKind, OpStatus, StepStatus};
+use pve::Upid;
 use tracing::{info, warn};
 
 use crate::crash;
@@ -104,6 +105,8 @@ pub struct OpSpec {
     pub steps: Vec<Step>,
     /// Required when `steps` holds a destroy.
     pub authority: Option<DestroyAuthority>,
+    /// How long to wait for each step's task; `None`: the step kind's own limit.
+    pub wait_limit: Option<std::time::Duration>,
 }
 
 /// Runs ops against Proxmox, journaling every transition.
@@ -147,12 +150,13 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
 
     /// Records the op and runs its steps in order; `Ok` only if every step ended OK.
     pub async fn run(&self, spec: &OpSpec) -> Result<(), ExecError> {
-        let journal_err = |source| ExecError::Journal {
-            op_id: spec.op_id.clone(),
-            source,
-        };
-        let kind_word = spec.kind.as_str();
-        let new = NewOp {
+        self.record(spec)?;
+        self.run_recorded(spec).await
+    }
+
+    /// The journal form of `spec` (state `planned`, its steps `planned`).
+    pub(crate) fn new_op(spec: &OpSpec) -> NewOp {
+        NewOp {
             op_id: spec.op_id.clone(),
             kind: spec.kind,
             vmid: spec.vmid,
@@ -167,52 +171,51 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 })
                 .collect(),
             at: now(),
-        };
+        }
+    }
+
+    /// The audit entry of a newly recorded op.
+    pub(crate) fn planned_audit(spec: &OpSpec) -> NewAuditEntry {
         let detail = spec
             .steps
             .iter()
             .map(Step::describe)
             .collect::<Vec<_>>()
             .join(" -> ");
-        self.with_store(|s| {
-            s.insert_op(
-                &new,
-                &audit(
-                    kind_word,
-                    Some("op"),
-                    Some(spec.vmid),
-                    Some(&spec.op_id),
-                    "planned",
-                    None,
-                    Some(detail),
-                ),
-            )
-        })
-        .map_err(journal_err)?;
+        audit(
+            spec.kind.as_str(),
+            Some("op"),
+            Some(spec.vmid),
+            Some(&spec.op_id),
+            "planned",
+            None,
+            Some(detail),
+        )
+    }
+
+    /// Records the op as planned (before anything runs).
+    pub(crate) fn record(&self, spec: &OpSpec) -> Result<(), ExecError> {
+        let (new, entry) = (Self::new_op(spec), Self::planned_audit(spec));
+        self.with_store(|s| s.insert_op(&new, &entry))
+            .map(drop)
+            .map_err(|source| ExecError::Journal {
+                op_id: spec.op_id.clone(),
+                source,
+            })
+    }
+
+    /// Runs the steps of an op already recorded as planned, journaling every transition, and
+    /// finishes it: `succeeded` only if every step ended OK, `failed` at the first failure.
+    pub(crate) async fn run_recorded(&self, spec: &OpSpec) -> Result<(), ExecError> {
+        let journal_err = |source| ExecError::Journal {
+            op_id: spec.op_id.clone(),
+            source,
+        };
+        let kind_word = spec.kind.as_str();
         for (idx, step) in spec.steps.iter().enumerate() {
             let idx = idx as u32;
             if let Err(err) = self.run_step(spec, idx, step).await {
-                let message = crate::error_chain(&err);
-                warn!(op_id = %spec.op_id, vmid = spec.vmid, step = step.kind(), error = %message, "op failed");
-                // Best effort: if the journal itself failed, the op stays unfinished and
-                // recovery settles it on the next start.
-                let _ = self.with_store(|s| {
-                    s.finish_op(
-                        &spec.op_id,
-                        OpStatus::Failed,
-                        Some(&message),
-                        now(),
-                        &audit(
-                            kind_word,
-                            Some("op"),
-                            Some(spec.vmid),
-                            Some(&spec.op_id),
-                            "failed",
-                            Some(step.kind()),
-                            Some(message.clone()),
-                        ),
-                    )
-                });
+                self.fail(spec, step.kind(), &err);
                 return Err(err);
             }
         }
@@ -238,6 +241,52 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         Ok(())
     }
 
+    /// Records an op that failed its checks before any step started (nothing was posted).
+    pub(crate) fn fail_unstarted(&self, spec: &OpSpec, reason: &str) {
+        warn!(op_id = %spec.op_id, vmid = spec.vmid, reason, "op not started");
+        self.record_or_log(&spec.op_id, "op failure", |s| {
+            s.finish_op(
+                &spec.op_id,
+                OpStatus::Failed,
+                Some(reason),
+                now(),
+                &audit(
+                    spec.kind.as_str(),
+                    Some("op"),
+                    Some(spec.vmid),
+                    Some(&spec.op_id),
+                    "failed",
+                    Some("precondition"),
+                    Some(reason.to_owned()),
+                ),
+            )
+        });
+    }
+
+    /// Records an op as failed at `step` with `err`. If the journal itself fails here the op
+    /// stays unfinished and recovery settles it at the next start; the write error is logged.
+    pub(crate) fn fail(&self, spec: &OpSpec, step: &str, err: &ExecError) {
+        let message = crate::error_chain(err);
+        warn!(op_id = %spec.op_id, vmid = spec.vmid, step, error = %message, "op failed");
+        self.record_or_log(&spec.op_id, "op failure", |s| {
+            s.finish_op(
+                &spec.op_id,
+                OpStatus::Failed,
+                Some(&message),
+                now(),
+                &audit(
+                    spec.kind.as_str(),
+                    Some("op"),
+                    Some(spec.vmid),
+                    Some(&spec.op_id),
+                    "failed",
+                    Some(step),
+                    Some(message.clone()),
+                ),
+            )
+        });
+    }
+
     async fn run_step(&self, spec: &OpSpec, idx: u32, step: &Step) -> Result<(), ExecError> {
         let (op_id, vmid, kind_word) = (spec.op_id.as_str(), spec.vmid, spec.kind.as_str());
         let journal_err = |source| ExecError::Journal {
@@ -251,6 +300,32 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         let basis = match step {
             Step::Destroy => spec.authority.as_ref().map(|a| a.basis().to_owned()),
             other => Some(other.describe()),
+        };
+        // A rollback kills a running guest; it is started again only if it ran before. Read in
+        // the guest's turn, before the intent (a read changes nothing).
+        let start_after = match step {
+            Step::Rollback { .. } => match self.px.guest_status(vmid).await {
+                Ok(status) => status.is_running(),
+                Err(source) => {
+                    self.record_or_log(op_id, "step never ran", |s| {
+                        s.step_finished(
+                            op_id,
+                            idx,
+                            StepStatus::Failed,
+                            Some(&crate::error_chain(&source)),
+                            now(),
+                            None,
+                        )
+                    });
+                    return Err(ExecError::Proxmox {
+                        op_id: op_id.to_owned(),
+                        vmid,
+                        step: step.kind(),
+                        source,
+                    });
+                }
+            },
+            _ => false,
         };
         self.with_store(|s| {
             s.step_intent(
@@ -282,6 +357,12 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 Some(authority) => self.px.destroy(authority).await,
                 None => return Err(ExecError::Unauthorized { vmid }),
             },
+            Step::Snapshot { name, description } => {
+                self.px.snapshot(vmid, name, description).await
+            }
+            Step::DeleteSnapshot { name } => self.px.delete_snapshot(vmid, name).await,
+            Step::Rollback { name } => self.px.rollback(vmid, name, start_after).await,
+            Step::Vzdump { storage } => self.px.vzdump(vmid, storage).await,
         };
         let posted = match posted {
             Ok(p) => p,
@@ -331,16 +412,20 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         crash::point("after-post");
         let upid = match &posted {
             Posted::Sync => None,
-            Posted::Task(u) => Some(u.as_str()),
+            Posted::Task(u) => Some(u),
         };
-        self.with_store(|s| s.step_posted(op_id, idx, upid, now()))
+        self.with_store(|s| s.step_posted(op_id, idx, upid.map(Upid::as_str), now()))
             .map_err(journal_err)?;
         let end = match upid {
             None => TaskEnd::Ok("OK".to_owned()),
             Some(upid) => {
                 crash::point("after-upid");
                 self.px
-                    .wait(upid)
+                    .wait(
+                        upid,
+                        spec.wait_limit
+                            .unwrap_or_else(|| Step::wait_limit_of(step.kind())),
+                    )
                     .await
                     .map_err(|source| ExecError::Proxmox {
                         op_id: op_id.to_owned(),

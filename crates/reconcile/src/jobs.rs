@@ -180,6 +180,7 @@ async fn destroy<P: Proxmox, S: Store>(
         generation: None,
         steps,
         authority: Some(authority),
+        wait_limit: None,
     };
     match exec.run(&spec).await {
         Ok(()) => {

@@ -38,6 +38,7 @@ pub mod desired;
 pub mod engine;
 pub mod exec;
 pub mod gate;
+pub mod handle;
 pub mod jobs;
 pub mod normalize;
 pub mod plan;
@@ -56,13 +57,14 @@ pub use engine::{
 };
 pub use exec::{ExecError, Executor, OpSpec};
 pub use gate::{DestroyAuthority, NotAuthorized, ProvenanceProof};
+pub use handle::{EngineHandle, GuestOp, OpFailure, OpTicket, Origin, SubmitError};
 pub use jobs::{JobOutcome, JobResult};
 pub use plan::{plan, GuestPlan, Note, Plan, Step};
 pub use ports::{
     FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, TaskEnd,
 };
 pub use pve_port::PveProxmox;
-pub use queue::{Busy, GuestQueues, Reservation, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
+pub use queue::{Busy, GuestQueues, Reservation, Turn, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 
 /// An error and its causes as one line, `a: b: c`.
 pub use pve::error_chain;

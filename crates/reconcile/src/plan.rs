@@ -2,7 +2,9 @@
 //! I/O, `now`-free; the engine decides what runs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use pve::SnapshotName;
 use serde_json::json;
 
 use crate::actual::Actual;
@@ -10,7 +12,8 @@ use crate::desired::{DesiredState, PowerState};
 use crate::normalize;
 use crate::ports::GuestConfig;
 
-/// One step of an op on one guest.
+/// One step of an op on one guest: one mutating Proxmox call and, for task calls, the wait
+/// for its task. Every guest mutation of the agent is one of these, run by [`crate::Executor`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Start the guest.
@@ -28,7 +31,37 @@ pub enum Step {
     },
     /// Destroy the guest (needs a [`crate::DestroyAuthority`]).
     Destroy,
+    /// Take a snapshot.
+    Snapshot {
+        /// Its name.
+        name: SnapshotName,
+        /// Its description (who took it).
+        description: String,
+    },
+    /// Delete a snapshot.
+    DeleteSnapshot {
+        /// Its name.
+        name: SnapshotName,
+    },
+    /// Roll back to a snapshot; a guest that ran before is started again (the executor reads
+    /// its state in its turn, just before the intent).
+    Rollback {
+        /// The snapshot.
+        name: SnapshotName,
+    },
+    /// Back the guest up with vzdump.
+    Vzdump {
+        /// The PVE storage id of the target.
+        storage: String,
+    },
 }
+
+/// How long a snapshot, rollback or delete may take before the executor stops waiting.
+const SNAPSHOT_TASK_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// How long a vzdump may take (a large guest to a slow target takes hours).
+const BACKUP_TASK_LIMIT: Duration = Duration::from_secs(12 * 3600);
+/// How long any other task may take (a destroy of a large volume or a 60 s shutdown fit).
+const TASK_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 impl Step {
     /// The journal word.
@@ -39,28 +72,41 @@ impl Step {
             Step::Stop => "stop",
             Step::SetConfig { .. } => "set_config",
             Step::Destroy => "destroy",
+            Step::Snapshot { .. } => "snapshot",
+            Step::DeleteSnapshot { .. } => "delete_snapshot",
+            Step::Rollback { .. } => "rollback",
+            Step::Vzdump { .. } => "vzdump",
         }
     }
 
     /// PVE's task type (the UPID's type field), `None` for the synchronous config PUT.
     pub fn task_type(&self) -> Option<&'static str> {
-        match self {
-            Step::Start => Some("vzstart"),
-            Step::Shutdown => Some("vzshutdown"),
-            Step::Stop => Some("vzstop"),
-            Step::SetConfig { .. } => None,
-            Step::Destroy => Some("vzdestroy"),
-        }
+        Step::task_type_of(self.kind())
     }
 
-    /// The task type of a journal word.
+    /// The task type of a journal word (PVE's names: pve-container's `vzstart`, `vzsnapshot`,
+    /// `vzrollback`, `vzdelsnapshot`; pve-manager's `vzdump`, whose UPID id is the vmid when
+    /// one guest is dumped).
     pub fn task_type_of(kind: &str) -> Option<&'static str> {
         match kind {
             "start" => Some("vzstart"),
             "shutdown" => Some("vzshutdown"),
             "stop" => Some("vzstop"),
             "destroy" => Some("vzdestroy"),
+            "snapshot" => Some("vzsnapshot"),
+            "delete_snapshot" => Some("vzdelsnapshot"),
+            "rollback" => Some("vzrollback"),
+            "vzdump" => Some("vzdump"),
             _ => None,
+        }
+    }
+
+    /// How long the executor (and recovery) waits for the task of a step of this kind.
+    pub fn wait_limit_of(kind: &str) -> Duration {
+        match kind {
+            "snapshot" | "delete_snapshot" | "rollback" => SNAPSHOT_TASK_LIMIT,
+            "vzdump" => BACKUP_TASK_LIMIT,
+            _ => TASK_LIMIT,
         }
     }
 
@@ -70,17 +116,25 @@ impl Step {
             Step::SetConfig { changes, digest } => {
                 json!({ "changes": changes, "digest": digest }).to_string()
             }
+            Step::Snapshot { name, .. }
+            | Step::DeleteSnapshot { name }
+            | Step::Rollback { name } => json!({ "name": name.as_str() }).to_string(),
+            Step::Vzdump { storage } => json!({ "storage": storage }).to_string(),
             _ => "{}".to_owned(),
         }
     }
 
-    /// A short description, e.g. `set_config hostname,memory`.
+    /// A short description, e.g. `set_config hostname,memory` or `snapshot pre-deploy`.
     pub fn describe(&self) -> String {
         match self {
             Step::SetConfig { changes, .. } => format!(
                 "set_config {}",
                 changes.keys().cloned().collect::<Vec<_>>().join(",")
             ),
+            Step::Snapshot { name, .. }
+            | Step::DeleteSnapshot { name }
+            | Step::Rollback { name } => format!("{} {name}", self.kind()),
+            Step::Vzdump { storage } => format!("vzdump to {storage}"),
             other => other.kind().to_owned(),
         }
     }

@@ -11,6 +11,8 @@ use journal::{
     StepStatus,
 };
 
+use pve::{SnapshotName, Upid};
+
 use crate::gate::DestroyAuthority;
 
 /// A guest as the node lists it.
@@ -47,8 +49,8 @@ pub struct GuestConfig {
 pub enum Posted {
     /// Done synchronously.
     Sync,
-    /// A task (UPID) to wait for.
-    Task(String),
+    /// A task to wait for.
+    Task(Upid),
 }
 
 /// How a task ended.
@@ -64,7 +66,7 @@ pub enum TaskEnd {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundTask {
     /// The UPID.
-    pub upid: String,
+    pub upid: Upid,
     /// Start time, epoch seconds.
     pub starttime: u64,
 }
@@ -146,8 +148,44 @@ pub trait Proxmox: Send + Sync + 'static {
         &self,
         authority: &DestroyAuthority,
     ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
-    /// Waits for a task to stop.
-    fn wait(&self, upid: &str) -> impl Future<Output = Result<TaskEnd, ProxmoxError>> + Send;
+    /// Takes a snapshot named `name` with `description` (task `vzsnapshot`).
+    fn snapshot(
+        &self,
+        vmid: u32,
+        name: &SnapshotName,
+        description: &str,
+    ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Deletes the snapshot `name` (task `vzdelsnapshot`).
+    fn delete_snapshot(
+        &self,
+        vmid: u32,
+        name: &SnapshotName,
+    ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Rolls back to the snapshot `name`, starting the guest afterwards when `start` (task
+    /// `vzrollback`).
+    fn rollback(
+        &self,
+        vmid: u32,
+        name: &SnapshotName,
+        start: bool,
+    ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Backs the guest up to `storage` with vzdump (task `vzdump`, its id the vmid).
+    fn vzdump(
+        &self,
+        vmid: u32,
+        storage: &str,
+    ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// The guest's snapshot names (without `current`).
+    fn snapshots(
+        &self,
+        vmid: u32,
+    ) -> impl Future<Output = Result<Vec<String>, ProxmoxError>> + Send;
+    /// Waits up to `limit` for a task to stop.
+    fn wait(
+        &self,
+        upid: &Upid,
+        limit: std::time::Duration,
+    ) -> impl Future<Output = Result<TaskEnd, ProxmoxError>> + Send;
     /// Tasks of `task_type` on `vmid` started by this agent's token at or after `since`
     /// (epoch seconds), running or finished: how recovery finds a POST whose UPID it never
     /// recorded.
@@ -182,6 +220,14 @@ pub trait Store: Send + 'static {
     ) -> Result<(), JournalError>;
     /// Records an op (false if the id exists).
     fn insert_op(&mut self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, JournalError>;
+    /// Records an op unless the guest has an open op with a step of `exclusive_step`
+    /// (`Ok(Err(open op id))`, nothing written); check and insert are one transaction.
+    fn insert_op_unless_open(
+        &mut self,
+        op: &NewOp,
+        exclusive_step: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<Result<(), String>, JournalError>;
     /// Intent of a step, before its POST.
     fn step_intent(
         &mut self,

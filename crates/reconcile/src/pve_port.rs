@@ -2,15 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use pve::{Client, ConfigUpdate, DestroyOptions, ResourceType, TaskListQuery, Vmid, WaitOptions};
+use pve::{
+    Client, ConfigUpdate, DestroyOptions, ResourceType, SnapshotName, TaskListQuery, Upid, Vmid,
+    VzdumpOutcome, VzdumpRequest, WaitOptions,
+};
 
 use crate::gate::DestroyAuthority;
 use crate::normalize;
 use crate::ports::{FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, TaskEnd};
-
-/// How long a task may run before the engine stops waiting (a container destroy of a large
-/// volume or a 60 s shutdown fit easily).
-const TASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The engine's Proxmox port on a `pve::Client`.
 #[derive(Debug, Clone)]
@@ -61,7 +60,7 @@ fn map(call: &'static str, v: u32) -> impl FnOnce(pve::Error) -> ProxmoxError {
 fn posted(r: pve::TaskRef) -> Posted {
     match r {
         pve::TaskRef::Sync => Posted::Sync,
-        pve::TaskRef::Task(u) => Posted::Task(u.as_str().to_owned()),
+        pve::TaskRef::Task(u) => Posted::Task(u),
     }
 }
 
@@ -173,17 +172,64 @@ impl Proxmox for PveProxmox {
             .map_err(map("destroy", v))
     }
 
-    async fn wait(&self, upid: &str) -> Result<TaskEnd, ProxmoxError> {
-        let parsed: pve::Upid = upid.parse().map_err(|e: pve::Error| ProxmoxError::Call {
-            call: "wait",
-            never_ran: true,
-            source: Box::new(e),
-        })?;
+    async fn snapshot(
+        &self,
+        v: u32,
+        name: &SnapshotName,
+        description: &str,
+    ) -> Result<Posted, ProxmoxError> {
+        self.client
+            .create_snapshot(vmid(v)?, name, Some(description))
+            .await
+            .map(posted)
+            .map_err(map("snapshot", v))
+    }
+
+    async fn delete_snapshot(&self, v: u32, name: &SnapshotName) -> Result<Posted, ProxmoxError> {
+        self.client
+            .delete_snapshot(vmid(v)?, name, false)
+            .await
+            .map(posted)
+            .map_err(map("delete snapshot", v))
+    }
+
+    async fn rollback(
+        &self,
+        v: u32,
+        name: &SnapshotName,
+        start: bool,
+    ) -> Result<Posted, ProxmoxError> {
+        self.client
+            .rollback_snapshot(vmid(v)?, name, start)
+            .await
+            .map(posted)
+            .map_err(map("rollback", v))
+    }
+
+    async fn vzdump(&self, v: u32, storage: &str) -> Result<Posted, ProxmoxError> {
         match self
             .client
-            .wait_task(&parsed, WaitOptions::new(TASK_TIMEOUT))
+            .vzdump(&VzdumpRequest::new(vmid(v)?, storage.to_owned()))
             .await
         {
+            Ok(VzdumpOutcome::Task(upid)) => Ok(Posted::Task(upid)),
+            // PVE answers without a task when none of the guests is on this node: nothing ran.
+            Ok(VzdumpOutcome::NotOnThisNode) => Err(ProxmoxError::NoSuchGuest { vmid: v }),
+            Err(e) => Err(map("vzdump", v)(e)),
+        }
+    }
+
+    async fn snapshots(&self, v: u32) -> Result<Vec<String>, ProxmoxError> {
+        let list = self
+            .client
+            .list_snapshots(vmid(v)?)
+            .await
+            .map_err(map("list snapshots", v))?;
+        Ok(list.into_iter().map(|s| s.name).collect())
+    }
+
+    async fn wait(&self, upid: &Upid, limit: std::time::Duration) -> Result<TaskEnd, ProxmoxError> {
+        match self.client.wait_task(upid, WaitOptions::new(limit)).await {
             Ok(outcome) => Ok(TaskEnd::Ok(match outcome {
                 pve::TaskOutcome::Ok => "OK".to_owned(),
                 pve::TaskOutcome::Warnings(n) => format!("WARNINGS: {n}"),
@@ -218,7 +264,7 @@ impl Proxmox for PveProxmox {
             .filter(|t| i64::try_from(t.upid.starttime()).unwrap_or(0) >= since)
             .map(|t| FoundTask {
                 starttime: t.upid.starttime(),
-                upid: t.upid.as_str().to_owned(),
+                upid: t.upid,
             })
             .collect())
     }

@@ -31,7 +31,7 @@ pub struct Busy {
 }
 
 struct Slot {
-    lock: tokio::sync::Mutex<()>,
+    lock: Arc<tokio::sync::Mutex<()>>,
     queued: AtomicUsize,
 }
 
@@ -76,7 +76,7 @@ impl GuestQueues {
             .entry(vmid)
             .or_insert_with(|| {
                 Arc::new(Slot {
-                    lock: tokio::sync::Mutex::new(()),
+                    lock: Arc::new(tokio::sync::Mutex::new(())),
                     queued: AtomicUsize::new(0),
                 })
             })
@@ -103,6 +103,22 @@ impl GuestQueues {
         })
     }
 
+    /// Takes `vmid`'s turn now, ahead of everything not yet running, or `None` when something
+    /// holds it. Crash recovery claims the turn of every guest with an unfinished op before the
+    /// engine hands out its handle, so nothing new runs on such a guest before its interrupted
+    /// op is settled. (A [`Reservation`] only counts against the depth; its turn comes in the
+    /// order its `run` is first polled.)
+    pub fn claim(&self, vmid: u32) -> Option<Turn> {
+        let slot = self.slot(vmid);
+        let guard = slot.lock.clone().try_lock_owned().ok()?;
+        slot.queued.fetch_add(1, Ordering::SeqCst);
+        Some(Turn {
+            global: self.global.clone(),
+            _guard: guard,
+            _queued: Queued(slot),
+        })
+    }
+
     /// Whether nothing runs or waits for this guest.
     pub fn is_idle(&self, vmid: u32) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,6 +132,22 @@ impl GuestQueues {
 pub struct Reservation {
     global: Arc<Semaphore>,
     queued: Queued,
+}
+
+/// A guest's turn, held from [`GuestQueues::claim`] until the work it runs ends (or it is
+/// dropped).
+pub struct Turn {
+    global: Arc<Semaphore>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _queued: Queued,
+}
+
+impl Turn {
+    /// Waits for a global slot, then runs `work` with the guest's turn held.
+    pub async fn run<F: Future>(self, work: F) -> F::Output {
+        let _permit = self.global.acquire().await.ok();
+        work.await
+    }
 }
 
 impl Reservation {
@@ -201,6 +233,30 @@ mod tests {
         first.await.unwrap().unwrap();
         second.await.unwrap().unwrap();
         assert!(q.run(101, async {}).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claimed_turn_goes_before_everything_queued_after_it() {
+        let q = GuestQueues::new(3, 16);
+        let turn = q.claim(101).expect("nobody holds 101");
+        assert!(q.claim(101).is_none(), "a turn is claimed once");
+        assert!(!q.is_idle(101));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let later = {
+            let (q, log) = (q.clone(), log.clone());
+            tokio::spawn(async move {
+                q.run(101, async move { log.lock().unwrap().push("later") })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(log.lock().unwrap().is_empty(), "ran past a claimed turn");
+        let first = log.clone();
+        turn.run(async move { first.lock().unwrap().push("recovery") })
+            .await;
+        later.await.unwrap().unwrap();
+        assert_eq!(*log.lock().unwrap(), vec!["recovery", "later"]);
+        assert!(q.is_idle(101));
     }
 
     #[tokio::test(start_paused = true)]

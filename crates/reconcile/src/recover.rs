@@ -1,4 +1,9 @@
-//! Crash recovery: runs at engine start, before the first cycle, and reads only the journal.
+//! Crash recovery: the one recovery path for every op, whoever asked for it (reconcile, a signed
+//! job, the local API, a selftest). It reads only the journal. When the engine is built it
+//! claims the turn of every guest with an unfinished op ([`GuestQueues::claim`]), so nothing new
+//! runs on that guest first; at its first cycle it settles each guest's ops in a task of its own
+//! in that turn (a vzdump being re-attached may take hours and holds up nothing else), and the
+//! engine plans nothing for the guest until they are settled.
 //!
 //! For each op neither final nor pending a signature, steps are settled in order:
 //! - `posted` with a UPID: re-attach (`wait`) and record the task's end;
@@ -16,23 +21,33 @@
 //! An interrupted signed op is closed as failed ("interrupted"): its signature is not kept, so
 //! the operator re-signs if the goal still stands.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use journal::{OpKind, OpRecord, OpStatus, StepStatus};
+use pve::Upid;
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::exec::{audit, now, ExecError, Executor};
 use crate::plan::Step;
 use crate::ports::{Proxmox, ProxmoxError, Store, TaskEnd};
+use crate::queue::{GuestQueues, Turn};
 
-/// What recovery did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Ops settled, by id, with their final state.
-    pub settled: Vec<(String, OpStatus)>,
-    /// Guests touched by a recovered op (their cached state is stale).
-    pub guests: BTreeSet<u32>,
+/// Guests whose interrupted ops are being settled; the engine plans nothing for them meanwhile.
+pub(crate) type Recovering = Arc<Mutex<BTreeSet<u32>>>;
+
+/// One guest's unfinished ops, oldest first, with the guest's turn claimed.
+pub(crate) struct GuestRecovery {
+    vmid: u32,
+    turn: Turn,
+    ops: Vec<OpRecord>,
 }
+
+/// First delay after Proxmox could not be reached during recovery; doubles up to a minute.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Looks for the task a POST at `intent_at` may have started. `None` for synchronous steps.
 pub async fn resolve_intent<P: Proxmox>(
@@ -40,7 +55,7 @@ pub async fn resolve_intent<P: Proxmox>(
     vmid: u32,
     task_type: Option<&'static str>,
     intent_at: i64,
-) -> Result<Option<String>, ProxmoxError> {
+) -> Result<Option<Upid>, ProxmoxError> {
     let Some(task_type) = task_type else {
         return Ok(None);
     };
@@ -52,25 +67,83 @@ pub async fn resolve_intent<P: Proxmox>(
     Ok(found.into_iter().next().map(|t| t.upid))
 }
 
-/// Settles every unfinished op. An error (Proxmox unreachable, journal failure) leaves the
-/// remaining ops as they are; the engine runs recovery again before its next cycle.
-pub async fn recover<P: Proxmox, S: Store>(
+/// Reads the unfinished ops (whoever asked for them: reconcile, a signed job, the local API, a
+/// selftest) and claims the turn of each guest that has one. Synchronous, so the engine does
+/// it before anything else can queue work on those guests.
+pub(crate) fn claim<P: Proxmox, S: Store>(
     exec: &Executor<P, S>,
-) -> Result<RecoveryReport, ExecError> {
+    queues: &GuestQueues,
+) -> Result<Vec<GuestRecovery>, ExecError> {
     let ops = exec
         .with_store(|s| s.unfinished_ops())
         .map_err(|source| ExecError::Journal {
             op_id: "*".to_owned(),
             source,
         })?;
-    let mut report = RecoveryReport::default();
+    let mut by_guest: BTreeMap<u32, Vec<OpRecord>> = BTreeMap::new();
     for op in ops {
-        info!(op_id = %op.op_id, vmid = op.vmid, "recovering op");
-        report.guests.insert(op.vmid);
-        let state = settle(exec, &op).await?;
-        report.settled.push((op.op_id.clone(), state));
+        by_guest.entry(op.vmid).or_default().push(op);
     }
-    Ok(report)
+    let mut out = Vec::new();
+    for (vmid, ops) in by_guest {
+        match queues.claim(vmid) {
+            Some(turn) => out.push(GuestRecovery { vmid, turn, ops }),
+            // Only possible if something already runs on the guest, which nothing can before
+            // the engine exists; left for the next start rather than run concurrently.
+            None => warn!(vmid, "guest busy at startup; its interrupted ops wait for the next start"),
+        }
+    }
+    Ok(out)
+}
+
+/// Settles each claimed guest's ops in a task of its own, in the guest's turn, so a long task
+/// being re-attached (a vzdump takes hours) never holds up the engine's cycles or other
+/// guests. The guest leaves `recovering` when its ops are settled. A Proxmox error is retried
+/// with backoff; a journal error leaves the remaining ops for the next start.
+pub(crate) fn spawn<P: Proxmox, S: Store>(
+    exec: &Executor<P, S>,
+    recoveries: Vec<GuestRecovery>,
+    recovering: &Recovering,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    {
+        let mut set = recovering.lock().unwrap_or_else(|e| e.into_inner());
+        set.extend(recoveries.iter().map(|r| r.vmid));
+    }
+    for GuestRecovery { vmid, turn, ops } in recoveries {
+        let (exec, recovering) = (exec.clone(), recovering.clone());
+        tasks.spawn(async move {
+            turn.run(async {
+                'ops: for op in &ops {
+                    info!(op_id = %op.op_id, vmid, kind = op.kind.as_str(), "recovering op");
+                    let mut delay = RETRY_MIN;
+                    loop {
+                        match settle(&exec, op).await {
+                            Ok(state) => {
+                                info!(op_id = %op.op_id, state = state.as_str(), "op settled");
+                                break;
+                            }
+                            Err(e @ ExecError::Proxmox { .. }) => {
+                                warn!(op_id = %op.op_id, error = %crate::error_chain(&e), retry_in_s = delay.as_secs(), "recovery could not reach proxmox");
+                                tokio::time::sleep(delay).await;
+                                delay = (delay * 2).min(RETRY_MAX);
+                            }
+                            Err(e) => {
+                                tracing::error!(op_id = %op.op_id, error = %crate::error_chain(&e), "recovery stopped for this guest; the next start tries again");
+                                break 'ops;
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+            recovering
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&vmid);
+        });
+    }
+    tasks
 }
 
 async fn settle<P: Proxmox, S: Store>(
@@ -97,7 +170,15 @@ async fn settle<P: Proxmox, S: Store>(
             StepStatus::Posted | StepStatus::Intent => {}
         }
         let upid = match (&step.state, &step.upid) {
-            (StepStatus::Posted, Some(upid)) => Some(upid.clone()),
+            (StepStatus::Posted, Some(upid)) => match upid.parse::<Upid>() {
+                Ok(upid) => Some(upid),
+                // Only a damaged row holds an unreadable UPID: nothing to re-attach to.
+                Err(_) => {
+                    outcome = Err(format!("interrupted: stored task id {upid:?} is unreadable"));
+                    all_done = false;
+                    break;
+                }
+            },
             (StepStatus::Posted, None) => None,
             _ => {
                 let intent_at = step.intent_at.unwrap_or(op.created_at);
@@ -116,8 +197,10 @@ async fn settle<P: Proxmox, S: Store>(
                 })? {
                     Some(upid) => {
                         info!(op_id = %op.op_id, %upid, "found the task of an unrecorded post");
-                        exec.with_store(|s| s.step_posted(&op.op_id, step.idx, Some(&upid), now()))
-                            .map_err(journal_err)?;
+                        exec.with_store(|s| {
+                            s.step_posted(&op.op_id, step.idx, Some(upid.as_str()), now())
+                        })
+                        .map_err(journal_err)?;
                         Some(upid)
                     }
                     None => {
@@ -157,7 +240,7 @@ async fn settle<P: Proxmox, S: Store>(
             None => TaskEnd::Ok("OK".to_owned()),
             Some(upid) => exec
                 .px
-                .wait(upid)
+                .wait(upid, Step::wait_limit_of(&step.kind))
                 .await
                 .map_err(|source| ExecError::Proxmox {
                     op_id: op.op_id.clone(),

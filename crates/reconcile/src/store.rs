@@ -35,6 +35,14 @@ impl Store for Journal {
     fn insert_op(&mut self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, JournalError> {
         Journal::insert_op(self, op, audit)
     }
+    fn insert_op_unless_open(
+        &mut self,
+        op: &NewOp,
+        exclusive_step: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<Result<(), String>, JournalError> {
+        Journal::insert_op_unless_open(self, op, exclusive_step, audit)
+    }
     fn step_intent(
         &mut self,
         op_id: &str,

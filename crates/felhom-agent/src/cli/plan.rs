@@ -73,9 +73,10 @@ pub fn execute(config_path: Option<&Path>, args: PlanArgs) -> anyhow::Result<()>
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let token: &str = config.proxmox.token.value.expose();
-    let token_user = token.split_once('=').map_or(token, |(id, _)| id).to_owned();
-    let px = PveProxmox::new(crate::proxmox::client(&config.proxmox)?, token_user);
+    let px = PveProxmox::new(
+        crate::proxmox::client(&config.proxmox)?,
+        crate::proxmox::token_user(&config.proxmox),
+    );
     let (actual, configs) = runtime.block_on(async {
         let guests = px.guests().await.context("reading the node's guests")?;
         let actual = reconcile::actual::Actual {

@@ -1,6 +1,7 @@
 //! `felhom-agent selftest read|task|hub --config FILE [--vmid N]`.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -49,9 +50,20 @@ pub fn execute(config_path: Option<&Path>, args: SelftestArgs) -> anyhow::Result
                 .vmid
                 .ok_or_else(|| anyhow!("selftest task needs --vmid N"))?;
             let vmid = pve::Vmid::new(vmid).map_err(|e| anyhow!("--vmid: {e}"))?;
+            // The three ops are journaled like every other guest mutation.
+            let journal = journal::Journal::open(&config.state_dir)
+                .context("cannot open the journal")?;
+            let journal = Arc::new(Mutex::new(journal));
+            let px = Arc::new(reconcile::PveProxmox::new(
+                client.clone(),
+                crate::proxmox::token_user(&config.proxmox),
+            ));
+            let handle = selftest::SelftestHandle::standalone(px, journal.clone())
+                .with_wait_limit(Duration::from_secs(args.task_timeout_s));
             let options = TaskOptions {
                 vmid,
-                task_timeout: Duration::from_secs(args.task_timeout_s),
+                handle,
+                journal,
             };
             runtime.block_on(selftest::task(&client, &options))
         }

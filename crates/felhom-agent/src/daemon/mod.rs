@@ -47,12 +47,6 @@ pub struct Wiring {
     pub status: watch::Receiver<EngineStatus>,
 }
 
-/// The token's `user@realm!tokenid`, how UPIDs name the agent's tasks.
-fn token_user(config: &Config) -> String {
-    let token: &str = config.proxmox.token.value.expose();
-    token.split_once('=').map_or(token, |(id, _)| id).to_owned()
-}
-
 /// Opens the journal (a corrupt or foreign database stops the agent here with the journal's
 /// message), builds the engine and runs it with its sources until `shutdown` is true.
 pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -60,7 +54,7 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
     let journal = journal::Journal::open(&config.state_dir).context("cannot open the journal")?;
     let journal = Arc::new(Mutex::new(journal));
     let client = crate::proxmox::client(&config.proxmox)?;
-    let px = Arc::new(PveProxmox::new(client.clone(), token_user(config)));
+    let px = Arc::new(PveProxmox::new(client.clone(), crate::proxmox::token_user(&config.proxmox)));
     let engine_config = EngineConfig {
         parallel: config.reconcile.parallel,
         queue_depth: config.reconcile.queue_depth,
@@ -68,13 +62,13 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
     };
     let (engine, status) = Engine::new(px, journal.clone(), engine_config)
         .context("cannot start the reconcile engine")?;
-    // The per-guest local API: its mutations go through the same guest queues as the engine's.
+    // The per-guest local API: its mutations are ops the engine's executor runs, through the
+    // same guest queues as reconcile ops and signed jobs.
     let local_api = crate::localapi_wiring::start(
         config,
         journal,
-        engine.queues(),
+        engine.handle(),
         client.clone(),
-        shutdown.clone(),
     )
     .await
     .context("cannot start the local API")?;

@@ -13,7 +13,7 @@ mod task;
 
 pub use hub::hub;
 pub use read::read;
-pub use task::{task, TaskOptions};
+pub use task::{task, SelftestHandle, TaskOptions};
 
 use std::fmt;
 

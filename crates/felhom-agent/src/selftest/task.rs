@@ -1,9 +1,18 @@
 //! `selftest task --vmid N`: one reversible snapshot → rollback → delete cycle on guest N,
-//! each task waited for, the guest left as it was (same power state, same snapshots).
+//! each task waited for, the guest left as it was (same power state, same snapshots). Each of
+//! the three is an op of kind `selftest` run by the reconcile executor (journaled, intent before
+//! the POST, recovered by the daemon if this command is killed): this module posts nothing
+//! itself.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+/// The executor the selftest submits to.
+pub type SelftestHandle = reconcile::EngineHandle<reconcile::PveProxmox, Journal>;
 
-use pve::{Client, SnapshotName, TaskRef, Vmid, WaitOptions};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use journal::Journal;
+use pve::{Client, SnapshotName, Vmid};
+use reconcile::{GuestOp, Origin};
 
 use super::{describe, Report};
 
@@ -12,8 +21,11 @@ use super::{describe, Report};
 pub struct TaskOptions {
     /// The guest to exercise.
     pub vmid: Vmid,
-    /// Limit for each of the three tasks.
-    pub task_timeout: Duration,
+    /// The executor (built over the same journal with [`SelftestHandle::standalone`], its
+    /// wait limit the command's `--task-timeout-s`).
+    pub handle: SelftestHandle,
+    /// The journal the ops are recorded in (to name each op's task in the report).
+    pub journal: Arc<Mutex<Journal>>,
 }
 
 /// Runs the cycle. Stops at the first failure; if the snapshot was created but a later step
@@ -37,7 +49,6 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
         );
         return report;
     }
-    let was_running = before.status == "running";
     report.ok("guest", format!("guest {vmid} is {}", before.status));
     let snapshots_before = match snapshot_names(client, vmid).await {
         Ok(names) => names,
@@ -54,51 +65,42 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
             return report;
         }
     };
-    let wait = WaitOptions::new(options.task_timeout);
+    let op = |op: GuestOp| run_op(&options.handle, &options.journal, vmid, op);
 
-    let created = run_task(
-        client,
-        client
-            .create_snapshot(vmid, &name, Some("felhom-agent selftest"))
-            .await,
-        &wait,
-    )
-    .await;
-    match created {
-        Ok(detail) => report.ok("snapshot", format!("created {name} ({detail})")),
-        Err(e) => {
-            report.fail("snapshot", describe(&e));
-            return report;
-        }
-    }
-
-    // Rollback hard-stops a running container and starts it again only with `start=1`
-    // (pve-container Snapshot.pm); ask for it so the guest ends as it began.
-    let rolled = run_task(
-        client,
-        client.rollback_snapshot(vmid, &name, was_running).await,
-        &wait,
-    )
-    .await;
-    match rolled {
-        Ok(detail) => report.ok("rollback", format!("rolled back to {name} ({detail})")),
-        Err(e) => {
-            report.fail("rollback", describe(&e));
-            clean_up(client, vmid, &name, &wait, &mut report).await;
-            return report;
-        }
-    }
-
-    match run_task(
-        client,
-        client.delete_snapshot(vmid, &name, false).await,
-        &wait,
-    )
+    match op(GuestOp::Snapshot {
+        name: name.clone(),
+        description: "felhom-agent selftest".into(),
+    })
     .await
     {
+        Ok(detail) => report.ok("snapshot", format!("created {name} ({detail})")),
+        Err(e) => {
+            report.fail("snapshot", e);
+            return report;
+        }
+    }
+
+    // Rollback hard-stops a running container; the executor asks PVE to start it again when
+    // it ran (pve-container Snapshot.pm), so the guest ends as it began.
+    match op(GuestOp::Rollback { name: name.clone() }).await {
+        Ok(detail) => report.ok("rollback", format!("rolled back to {name} ({detail})")),
+        Err(e) => {
+            report.fail("rollback", e);
+            match op(GuestOp::DeleteSnapshot { name: name.clone() }).await {
+                Ok(_) => report.ok("cleanup", format!("deleted {name} after the failure")),
+                Err(e) => report.fail(
+                    "cleanup",
+                    format!("snapshot {name} is left on guest {vmid}: {e}"),
+                ),
+            }
+            return report;
+        }
+    }
+
+    match op(GuestOp::DeleteSnapshot { name: name.clone() }).await {
         Ok(detail) => report.ok("delete", format!("deleted {name} ({detail})")),
         Err(e) => {
-            report.fail("delete", describe(&e));
+            report.fail("delete", e);
             return report;
         }
     }
@@ -134,44 +136,36 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
     report
 }
 
-/// Waits for a mutating call's task; the detail names the UPID and any warnings.
-async fn run_task(
-    client: &Client,
-    started: pve::Result<TaskRef>,
-    wait: &WaitOptions,
-) -> pve::Result<String> {
-    match started? {
-        TaskRef::Sync => Ok("synchronous".into()),
-        TaskRef::Task(upid) => {
-            let outcome = client.wait_task(&upid, wait.clone()).await?;
-            Ok(match outcome.warnings() {
-                0 => upid.to_string(),
-                n => format!("{upid}, {n} warning(s)"),
-            })
-        }
-    }
-}
-
-async fn clean_up(
-    client: &Client,
+/// Submits one op through the executor and waits for it; the detail names its task (read back
+/// from the journal) and any warnings.
+async fn run_op(
+    handle: &SelftestHandle,
+    journal: &Arc<Mutex<Journal>>,
     vmid: Vmid,
-    name: &SnapshotName,
-    wait: &WaitOptions,
-    report: &mut Report,
-) {
-    match run_task(
-        client,
-        client.delete_snapshot(vmid, name, false).await,
-        wait,
-    )
-    .await
-    {
-        Ok(_) => report.ok("cleanup", format!("deleted {name} after the failure")),
-        Err(e) => report.fail(
-            "cleanup",
-            format!("snapshot {name} is left on guest {vmid}: {}", describe(&e)),
-        ),
-    }
+    op: GuestOp,
+) -> Result<String, String> {
+    let ticket = handle
+        .submit(Origin::Selftest, vmid.get(), op)
+        .map_err(|e| reconcile::error_chain(&e))?;
+    let op_id = ticket.op_id.clone();
+    ticket.finished().await.map_err(|e| e.to_string())?;
+    let record = journal
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .op(&op_id)
+        .map_err(|e| reconcile::error_chain(&e))?;
+    let step = record.and_then(|r| r.steps.into_iter().next());
+    Ok(match step {
+        Some(journal::StepRecord {
+            upid: Some(upid),
+            exitstatus,
+            ..
+        }) => match exitstatus.as_deref() {
+            Some("OK") | None => upid,
+            Some(other) => format!("{upid}, {other}"),
+        },
+        _ => "synchronous".into(),
+    })
 }
 
 async fn snapshot_names(client: &Client, vmid: Vmid) -> pve::Result<Vec<String>> {

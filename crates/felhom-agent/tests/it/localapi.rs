@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use journal::{Journal, LocalApiAction, LocalApiOpState};
+use journal::{Journal, OpKind, OpStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use testkit::{Sim, SimOptions};
@@ -180,7 +180,7 @@ fn local_api_end_to_end_against_the_simulator() {
 
     rt.block_on(async {
         // The daemon's wiring: journal, engine (which adopts the guests of the desired state),
-        // then the local API on the engine's queues.
+        // then the local API on the engine's handle.
         let journal = Arc::new(Mutex::new(Journal::open(&state).unwrap()));
         let client = felhom_agent::proxmox::client(&loaded.proxmox).unwrap();
         let token_user = sim.info.token.split_once('=').unwrap().0.to_owned();
@@ -199,13 +199,11 @@ fn local_api_end_to_end_against_the_simulator() {
             })
             .unwrap();
         assert_eq!(ingest, reconcile::Ingest::Accepted { generation: 1 });
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let running = felhom_agent::localapi_wiring::start(
             &loaded,
             journal.clone(),
-            engine.queues(),
+            engine.handle(),
             client,
-            stop_rx,
         )
         .await
         .unwrap()
@@ -268,17 +266,14 @@ fn local_api_end_to_end_against_the_simulator() {
         assert!(!snapshots(&root, 102)
             .await
             .contains(&"pre-deploy".to_owned()));
-        let op = journal
-            .lock()
-            .unwrap()
-            .local_api_op(&snap_op)
-            .unwrap()
-            .unwrap();
+        // Journaled as an op like any other, run by the one executor.
+        let op = journal.lock().unwrap().op(&snap_op).unwrap().unwrap();
         assert_eq!(
-            (op.vmid, op.action, op.state),
-            (100, LocalApiAction::Snapshot, LocalApiOpState::Succeeded)
+            (op.vmid, op.kind, op.state),
+            (100, OpKind::LocalApi, OpStatus::Succeeded)
         );
-        assert!(op.upid.is_some());
+        assert_eq!(op.steps[0].kind, "snapshot");
+        assert!(op.steps[0].upid.is_some());
         let (s, _) = api
             .call(
                 Method::POST,
@@ -354,21 +349,27 @@ fn local_api_end_to_end_against_the_simulator() {
             (Some(false), Some("not_yet"))
         );
 
-        // POST /rollback goes through the engine's queue for guest 100: while something else
-        // holds the guest (standing in for a reconcile step or a signed op), it stays queued
-        // and Proxmox sees nothing of it.
-        let (release, held) = tokio::sync::oneshot::channel::<()>();
-        let holder = {
-            let queues = engine.queues();
-            tokio::spawn(async move {
-                queues
-                    .run(100, async {
-                        let _ = held.await;
-                    })
-                    .await
-            })
-        };
-        tokio::task::yield_now().await;
+        // POST /rollback goes through the engine's queue for guest 100: while another op holds
+        // the guest (a backup submitted on the engine's handle, as the scheduler will, its POST
+        // slowed by the simulator), it stays planned and Proxmox sees nothing of it.
+        sim.control(
+            "POST",
+            "/_sim/delay",
+            Some(json!({"ms": 1500, "count": 1, "path_prefix": format!("/nodes/{}/vzdump", sim.info.node)})),
+        )
+        .await
+        .unwrap();
+        let holder = engine
+            .handle()
+            .submit(
+                reconcile::Origin::LocalApi,
+                100,
+                reconcile::GuestOp::Backup {
+                    storage: "local".into(),
+                },
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let (s, v) = api
             .call(
                 Method::POST,
@@ -380,30 +381,23 @@ fn local_api_end_to_end_against_the_simulator() {
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         let rollback_op = v["op_id"].as_str().unwrap().to_owned();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let waiting = journal
-            .lock()
-            .unwrap()
-            .local_api_op(&rollback_op)
-            .unwrap()
-            .unwrap();
+        let waiting = journal.lock().unwrap().op(&rollback_op).unwrap().unwrap();
         assert_eq!(
             waiting.state,
-            LocalApiOpState::Queued,
+            OpStatus::Planned,
             "ran past the guest's queue"
         );
-        release.send(()).unwrap();
-        holder.await.unwrap().unwrap();
+        // A second backup while the first is open is a conflict, not a second vzdump.
+        let (s, v) = api.call(Method::POST, "/backup", &t100, None).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        holder.finished().await.unwrap();
         // Then it rolls the guest back, starting it again (it ran).
         let done = eventually("the rollback", || {
-            let op = journal
-                .lock()
-                .unwrap()
-                .local_api_op(&rollback_op)
-                .unwrap()?;
+            let op = journal.lock().unwrap().op(&rollback_op).unwrap()?;
             op.state.is_final().then_some(op)
         })
         .await;
-        assert_eq!(done.state, LocalApiOpState::Succeeded, "{:?}", done.error);
+        assert_eq!(done.state, OpStatus::Succeeded, "{:?}", done.error);
         let status = root.lxc_status(pve::Vmid::new(100).unwrap()).await.unwrap();
         assert!(status.is_running());
 
@@ -458,7 +452,6 @@ fn local_api_end_to_end_against_the_simulator() {
         let (s, _) = api.call(Method::GET, "/backup/status", &t101, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
 
-        stop_tx.send_replace(true);
         running.shutdown(Duration::from_secs(2)).await.unwrap();
     });
 
