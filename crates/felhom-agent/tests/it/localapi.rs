@@ -37,7 +37,7 @@ impl Capture {
     }
 }
 
-fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
     run(agent()
         .arg("localapi")
         .args(args)
@@ -46,7 +46,7 @@ fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Mints a token with the CLI; returns (id, token) from its last line.
-fn mint(config: &Path, vmid: u32) -> (String, String) {
+pub(crate) fn mint(config: &Path, vmid: u32) -> (String, String) {
     let (code, out, err) = cli(config, &["token", "--vmid", &vmid.to_string()]);
     assert_eq!(code, 0, "{err}");
     let token = out.lines().last().unwrap().trim().to_owned();
@@ -58,7 +58,7 @@ fn mint(config: &Path, vmid: u32) -> (String, String) {
     (id, token)
 }
 
-fn pinned(fingerprint: pve::Fingerprint) -> reqwest::Client {
+pub(crate) fn pinned(fingerprint: pve::Fingerprint) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(pve::pinned_client_config(fingerprint).unwrap())
         .https_only(true)

@@ -11,6 +11,8 @@
 //! - `golden`: the golden image through the privileged fence, then provisioning by token restore.
 //! - `localapi`: the local API on the real journal, engine queues and simulator; tokens from
 //!   the real `localapi` CLI, a client pinning its printed fingerprint.
+//! - `localapi_crash`: `kill -9` at every step boundary of local-API ops (snapshot, backup,
+//!   rollback) through the running daemon, then the one recovery path.
 //! - `op`: `op new|sign|wrap|verify` with real ssh-keygen keys, ssh-agent and the journal.
 //! - `selftest`: `selftest read|task` against a real simulator process.
 
@@ -24,6 +26,7 @@ mod engine_crash;
 mod engine_support;
 mod golden;
 mod localapi;
+mod localapi_crash;
 mod op;
 mod selftest;
 
