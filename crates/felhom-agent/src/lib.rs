@@ -1,7 +1,9 @@
 //! felhom-agent: the privileged host agent for Proxmox VE (DESIGN.md §1). This crate is the
 //! glue around the library crates: the command line ([`cli`]), the configuration ([`config`],
 //! start reading there), logging ([`logging`]), the daemon's wiring ([`daemon`]: engine, hub
-//! link, local sources, SMART, liveness), systemd notification ([`systemd`]) and the demo. It
+//! link, local sources, SMART, liveness), the reconcile engine's ports on the journal and the
+//! Proxmox client ([`journal_port`], [`pve_port`]), systemd notification ([`systemd`]) and the
+//! demo. It
 //! never talks to Proxmox or runs root commands itself; `pve` and `privileged` do. Secrets are
 //! `pve::Secret`s everywhere. `main.rs` only maps errors to exit codes.
 
@@ -9,9 +11,11 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod journal_port;
 pub mod ledger;
 pub mod localapi_wiring;
 pub mod logging;
 pub mod proxmox;
+pub mod pve_port;
 pub mod selftest;
 pub mod systemd;

@@ -283,7 +283,8 @@ impl Audit for JournalAudit {
 // Shared state of the ops and the view
 
 /// The engine handle the daemon wires in: the executor over the Proxmox client and the journal.
-pub type AgentHandle = reconcile::EngineHandle<reconcile::PveProxmox, Journal>;
+pub type AgentHandle =
+    reconcile::EngineHandle<crate::pve_port::PveProxmox, crate::journal_port::JournalStore>;
 
 struct Shared {
     journal: Arc<Mutex<Journal>>,
@@ -434,10 +435,7 @@ impl GuestOps for HandleOps {
                 },
             )?;
             let op_id = ticket.op_id.clone();
-            ticket
-                .finished()
-                .await
-                .map_err(|e| op_failure(vmid, e))?;
+            ticket.finished().await.map_err(|e| op_failure(vmid, e))?;
             Ok(OpDone { op_id })
         })
     }

@@ -7,7 +7,6 @@
 //! naming it in the audit log. [`Journal::release_guest`] revokes a destroyed guest's tokens
 //! in the same transaction.
 
-
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::audit::append_in;

@@ -373,20 +373,40 @@ mod tests {
         .unwrap();
         for (i, sql) in MIGRATIONS[..3].iter().enumerate() {
             conn.execute_batch(sql).unwrap();
-            conn.execute(
-                "INSERT INTO schema_version VALUES (?1, 0)",
-                [i as i64 + 1],
-            )
-            .unwrap();
+            conn.execute("INSERT INTO schema_version VALUES (?1, 0)", [i as i64 + 1])
+                .unwrap();
         }
         conn.execute_batch(
             "INSERT INTO ops VALUES ('rc-1', 'reconcile', 100, 1, 'succeeded', 1, 2, NULL);
              INSERT INTO op_steps VALUES ('rc-1', 0, 'start', '{}', 'done', 'UPID:s', 1, 1, 2, 'OK');",
         )
         .unwrap();
-        let rows: &[(&str, &str, Option<&str>, Option<&str>, &str, Option<&str>)] = &[
-            ("la-ok", "snapshot", Some("pre"), None, "succeeded", Some("UPID:a")),
-            ("la-bk", "backup", None, Some("usb"), "running", Some("UPID:b")),
+        // (op_id, action, snapshot, storage, state, upid)
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+            Option<&'a str>,
+        );
+        let rows: &[Row] = &[
+            (
+                "la-ok",
+                "snapshot",
+                Some("pre"),
+                None,
+                "succeeded",
+                Some("UPID:a"),
+            ),
+            (
+                "la-bk",
+                "backup",
+                None,
+                Some("usb"),
+                "running",
+                Some("UPID:b"),
+            ),
             ("la-lost", "rollback", Some("pre"), None, "running", None),
             ("la-q", "snapshot", Some("q"), None, "queued", None),
             ("la-busy", "backup", None, Some("usb"), "refused", None),
@@ -412,17 +432,26 @@ mod tests {
         assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
         // Reconcile history is kept as it was.
         let rc = j.op("rc-1").unwrap().unwrap();
-        assert_eq!((rc.kind, rc.state), (OpKind::Reconcile, OpStatus::Succeeded));
+        assert_eq!(
+            (rc.kind, rc.state),
+            (OpKind::Reconcile, OpStatus::Succeeded)
+        );
         assert_eq!(rc.steps[0].upid.as_deref(), Some("UPID:s"));
         let get = |id: &str| j.op(id).unwrap().unwrap();
         let ok = get("la-ok");
-        assert_eq!((ok.kind, ok.state, ok.vmid), (OpKind::LocalApi, OpStatus::Succeeded, 101));
+        assert_eq!(
+            (ok.kind, ok.state, ok.vmid),
+            (OpKind::LocalApi, OpStatus::Succeeded, 101)
+        );
         assert_eq!(ok.steps[0].kind, "snapshot");
         assert_eq!(ok.steps[0].params, r#"{"name":"pre"}"#);
         assert_eq!(ok.steps[0].state, StepStatus::Done);
         assert_eq!(ok.updated_at, 12);
         let bk = get("la-bk");
-        assert_eq!((bk.state, bk.steps[0].state), (OpStatus::Running, StepStatus::Posted));
+        assert_eq!(
+            (bk.state, bk.steps[0].state),
+            (OpStatus::Running, StepStatus::Posted)
+        );
         assert_eq!(bk.steps[0].kind, "vzdump");
         assert_eq!(bk.steps[0].params, r#"{"storage":"usb"}"#);
         assert_eq!(bk.steps[0].upid.as_deref(), Some("UPID:b"));
@@ -433,10 +462,18 @@ mod tests {
         assert_eq!(get("la-q").state, OpStatus::Planned);
         assert_eq!(get("la-q").steps[0].state, StepStatus::Planned);
         let busy = get("la-busy");
-        assert_eq!((busy.state, busy.steps[0].state), (OpStatus::Refused, StepStatus::Skipped));
+        assert_eq!(
+            (busy.state, busy.steps[0].state),
+            (OpStatus::Refused, StepStatus::Skipped)
+        );
         assert_eq!(get("la-ab").state, OpStatus::Abandoned);
         // What recovery must settle, in one list.
-        let open: Vec<String> = j.unfinished_ops().unwrap().into_iter().map(|o| o.op_id).collect();
+        let open: Vec<String> = j
+            .unfinished_ops()
+            .unwrap()
+            .into_iter()
+            .map(|o| o.op_id)
+            .collect();
         assert_eq!(open, vec!["la-bk", "la-lost", "la-q"]);
         let gone: i64 = j
             .conn

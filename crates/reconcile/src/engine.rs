@@ -8,24 +8,26 @@
 //! [`EngineStatus`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use authz::VerifiedOp;
 use journal::{NewDesiredState, NewOp, NewStep, OpKind, OpStatus};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+// Tokio's clock, so backoff and the list-lag window run on paused time in tests.
+use tokio::time::Instant;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::actual::{Actual, ConfigCache};
 use crate::classify::{classify, Class};
 use crate::desired::{self, DesiredState};
 use crate::exec::{audit, now, ExecError, Executor, OpSpec};
+use crate::handle::EngineHandle;
 use crate::jobs::{self, JobOutcome};
 use crate::plan::{self, Note, Step};
 use crate::ports::{Proxmox, ProxmoxError, Store};
-use crate::handle::EngineHandle;
 use crate::queue::{GuestQueues, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 use crate::recover::{self, GuestRecovery, Recovering};
 
@@ -167,7 +169,7 @@ pub enum EngineError {
     Actual(#[source] ProxmoxError),
     /// The journal failed.
     #[error("journal failed")]
-    Journal(#[source] journal::JournalError),
+    Journal(#[source] crate::ports::StoreError),
     /// Crash recovery could not read what to recover.
     #[error("crash recovery could not start")]
     Recovery(#[source] ExecError),
@@ -214,7 +216,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
     /// An engine; loads the last accepted desired state from the store.
     pub fn new(
         px: Arc<P>,
-        store: Arc<Mutex<S>>,
+        store: Arc<S>,
         config: EngineConfig,
     ) -> Result<(Self, watch::Receiver<EngineStatus>), EngineError> {
         let exec = Executor::new(px, store);

@@ -6,16 +6,16 @@
 //! ([`crate::recover::resolve_intent`]). The op is recorded `succeeded` only when every step is
 //! done and OK; the first failure fails the op and skips the rest.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use journal::{JournalError, NewAuditEntry, NewOp, NewStep, OpKind, OpStatus, StepStatus};
+use journal::{NewAuditEntry, NewOp, NewStep, OpKind, OpStatus, StepStatus};
 use pve::Upid;
 use tracing::{info, warn};
 
 use crate::crash;
 use crate::gate::DestroyAuthority;
 use crate::plan::Step;
-use crate::ports::{Posted, Proxmox, ProxmoxError, Store, TaskEnd};
+use crate::ports::{Posted, Proxmox, ProxmoxError, Store, StoreError, TaskEnd};
 
 /// Unix seconds now.
 pub(crate) fn now() -> i64 {
@@ -55,7 +55,7 @@ pub enum ExecError {
         op_id: String,
         /// The cause.
         #[source]
-        source: JournalError,
+        source: StoreError,
     },
     /// A Proxmox call failed.
     #[error("step {step} of op {op_id} on guest {vmid} failed")]
@@ -112,7 +112,7 @@ pub struct OpSpec {
 /// Runs ops against Proxmox, journaling every transition.
 pub struct Executor<P, S> {
     pub(crate) px: Arc<P>,
-    pub(crate) store: Arc<Mutex<S>>,
+    pub(crate) store: Arc<S>,
 }
 
 impl<P, S> Clone for Executor<P, S> {
@@ -126,7 +126,7 @@ impl<P, S> Clone for Executor<P, S> {
 
 impl<P: Proxmox, S: Store> Executor<P, S> {
     /// An executor over these ports.
-    pub fn new(px: Arc<P>, store: Arc<Mutex<S>>) -> Self {
+    pub fn new(px: Arc<P>, store: Arc<S>) -> Self {
         Executor { px, store }
     }
 
@@ -136,16 +136,15 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         &self,
         op_id: &str,
         what: &'static str,
-        f: impl FnOnce(&mut S) -> Result<T, E>,
+        f: impl FnOnce(&S) -> Result<T, E>,
     ) {
         if let Err(e) = self.with_store(f) {
             tracing::error!(op_id, what, error = %crate::error_chain(&e), "journal write failed");
         }
     }
 
-    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
-        let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard)
+    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&S) -> T) -> T {
+        f(&self.store)
     }
 
     /// Records the op and runs its steps in order; `Ok` only if every step ended OK.
@@ -357,9 +356,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 Some(authority) => self.px.destroy(authority).await,
                 None => return Err(ExecError::Unauthorized { vmid }),
             },
-            Step::Snapshot { name, description } => {
-                self.px.snapshot(vmid, name, description).await
-            }
+            Step::Snapshot { name, description } => self.px.snapshot(vmid, name, description).await,
             Step::DeleteSnapshot { name } => self.px.delete_snapshot(vmid, name).await,
             Step::Rollback { name } => self.px.rollback(vmid, name, start_after).await,
             Step::Vzdump { storage } => self.px.vzdump(vmid, storage).await,

@@ -18,14 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use journal::{JournalError, OpKind};
+use journal::OpKind;
 use pve::SnapshotName;
 use tokio::sync::oneshot;
 use tracing::warn;
 
 use crate::exec::{ExecError, Executor, OpSpec};
 use crate::plan::Step;
-use crate::ports::{Proxmox, ProxmoxError, Store};
+use crate::ports::{Proxmox, ProxmoxError, Store, StoreError};
 use crate::queue::{Busy, GuestQueues, DEFAULT_QUEUE_DEPTH};
 
 /// A guest mutation asked for outside the reconcile loop.
@@ -121,7 +121,7 @@ pub enum SubmitError {
     },
     /// The journal refused the op; nothing runs.
     #[error("journaling the op failed")]
-    Journal(#[source] JournalError),
+    Journal(#[source] StoreError),
 }
 
 /// How an accepted op failed.
@@ -225,8 +225,11 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
     /// A handle without an engine, for one-shot commands (`selftest task`): the same executor
     /// and journal, queues of its own, no recovery. An op it leaves unfinished (the command was
     /// killed) is settled by the daemon's recovery at its next start, like any other.
-    pub fn standalone(px: Arc<P>, store: Arc<std::sync::Mutex<S>>) -> Self {
-        EngineHandle::new(Executor::new(px, store), GuestQueues::new(1, DEFAULT_QUEUE_DEPTH))
+    pub fn standalone(px: Arc<P>, store: Arc<S>) -> Self {
+        EngineHandle::new(
+            Executor::new(px, store),
+            GuestQueues::new(1, DEFAULT_QUEUE_DEPTH),
+        )
     }
 
     /// Waits at most `limit` for each task of the ops it submits (instead of each step kind's
@@ -246,12 +249,7 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
 
     /// Queues `op` on guest `vmid` (see the module docs). Must be called inside a Tokio
     /// runtime: the op runs in a task of its own.
-    pub fn submit(
-        &self,
-        origin: Origin,
-        vmid: u32,
-        op: GuestOp,
-    ) -> Result<OpTicket, SubmitError> {
+    pub fn submit(&self, origin: Origin, vmid: u32, op: GuestOp) -> Result<OpTicket, SubmitError> {
         let place = self.queues.reserve(vmid)?;
         let spec = OpSpec {
             op_id: self.op_id(origin, &op, vmid),
@@ -262,7 +260,10 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
             authority: None,
             wait_limit: self.wait_limit,
         };
-        let (new, entry) = (Executor::<P, S>::new_op(&spec), Executor::<P, S>::planned_audit(&spec));
+        let (new, entry) = (
+            Executor::<P, S>::new_op(&spec),
+            Executor::<P, S>::planned_audit(&spec),
+        );
         match &op {
             GuestOp::Backup { .. } => {
                 let recorded = self

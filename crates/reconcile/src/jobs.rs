@@ -218,7 +218,7 @@ async fn destroy<P: Proxmox, S: Store>(
                         ),
                     )?;
                 }
-                Ok::<_, journal::JournalError>(())
+                Ok::<_, crate::ports::StoreError>(())
             });
             JobResult::Succeeded
         }

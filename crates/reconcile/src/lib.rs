@@ -13,9 +13,10 @@
 //!
 //! It never opens sockets or files of its own beyond the desired file, and never reads
 //! provenance from its input: what the agent manages, created or tagged scratch comes only from
-//! the journal. It talks to the world through the narrow traits in [`ports`]: [`Proxmox`]
-//! (implemented by [`PveProxmox`] on `pve::Client`) and [`Store`] (implemented on
-//! `journal::Journal`).
+//! the journal. It talks to the world through the narrow traits in [`ports`]: [`Proxmox`] and
+//! [`Store`], which the binary implements on `pve::Client` and `journal::Journal`; the stateful
+//! fakes of both are in [`fakes`] (feature `fakes`), and the engine's tests in `tests/` run on
+//! them. Everything else that mutates a guest submits through [`EngineHandle`].
 //!
 //! Decisions recorded here (see also docs/desired-state-v1.md):
 //! - a guest becomes managed when an accepted desired state first names it (adoption, journaled
@@ -37,17 +38,17 @@ pub mod crash;
 pub mod desired;
 pub mod engine;
 pub mod exec;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 pub mod gate;
 pub mod handle;
 pub mod jobs;
 pub mod normalize;
 pub mod plan;
 pub mod ports;
-pub mod pve_port;
 pub mod queue;
 pub mod recover;
 pub mod source;
-mod store;
 
 pub use classify::{classify, Class};
 pub use desired::{parse as parse_desired, DesiredError, DesiredGuest, DesiredState, PowerState};
@@ -61,9 +62,8 @@ pub use handle::{EngineHandle, GuestOp, OpFailure, OpTicket, Origin, SubmitError
 pub use jobs::{JobOutcome, JobResult};
 pub use plan::{plan, GuestPlan, Note, Plan, Step};
 pub use ports::{
-    FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, TaskEnd,
+    FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, StoreError, TaskEnd,
 };
-pub use pve_port::PveProxmox;
 pub use queue::{Busy, GuestQueues, Reservation, Turn, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 
 /// An error and its causes as one line, `a: b: c`.

@@ -1,15 +1,14 @@
 //! The narrow traits the engine needs from the outside world: [`Proxmox`] (a handful of guest
-//! calls) and [`Store`] (what it journals). The binary wires `pve::Client` ([`crate::PveProxmox`])
-//! and `journal::Journal` (implemented in `store.rs`); unit tests use [`crate::fake::FakeProxmox`]
-//! and a journal in a temporary directory.
+//! calls) and [`Store`] (what it journals), in this crate's own error types. The binary wires
+//! `pve::Client` and `journal::Journal` to them (`felhom-agent`'s `pve_port.rs` and
+//! `journal_port.rs`); the engine's tests use the stateful fakes in [`crate::fakes`] (feature
+//! `fakes`), which inject the faults that matter: a failed task, a connection dropped after the
+//! POST acted, a slow task.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use journal::{
-    GuestRecord, JournalError, NewAuditEntry, NewDesiredState, NewOp, OpRecord, OpStatus,
-    StepStatus,
-};
+use journal::{GuestRecord, NewAuditEntry, NewDesiredState, NewOp, OpRecord, OpStatus, StepStatus};
 
 use pve::{SnapshotName, Upid};
 
@@ -197,82 +196,103 @@ pub trait Proxmox: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<FoundTask>, ProxmoxError>> + Send;
 }
 
-/// What the engine journals. Each method is one transaction (see `journal`'s `ops.rs`).
-pub trait Store: Send + 'static {
+/// A [`Store`] call failed; whatever it was to record is not recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("journal: {what} failed")]
+pub struct StoreError {
+    /// What was being recorded or read, e.g. `recording a step's intent`.
+    pub what: &'static str,
+    /// The backend's error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    pub fn new(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What the engine journals. Each method is one transaction: a failure records nothing. The
+/// implementation synchronizes itself (`&self`), so it can hand the work to whatever owns the
+/// database. The binary adapts `journal::Journal`; [`crate::fakes::MemoryStore`] (feature
+/// `fakes`) is the in-memory one the engine's tests use. The records are the journal's plain
+/// data types (no I/O in them): the journal owns the op vocabulary, so there is one op-state
+/// enum, not one per crate.
+pub trait Store: Send + Sync + 'static {
     /// The last accepted desired state.
-    fn latest_desired(&self) -> Result<Option<journal::DesiredStateRecord>, JournalError>;
+    fn latest_desired(&self) -> Result<Option<journal::DesiredStateRecord>, StoreError>;
     /// Accepts a desired state and adopts its guests; returns the newly adopted.
     fn accept_desired(
-        &mut self,
+        &self,
         state: &NewDesiredState,
         audit: &NewAuditEntry,
-    ) -> Result<Vec<u32>, JournalError>;
+    ) -> Result<Vec<u32>, StoreError>;
     /// Appends an audit entry.
-    fn audit(&mut self, entry: &NewAuditEntry) -> Result<(), JournalError>;
+    fn audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError>;
     /// Provenance records.
-    fn guests(&self) -> Result<Vec<GuestRecord>, JournalError>;
+    fn guests(&self) -> Result<Vec<GuestRecord>, StoreError>;
     /// A guest was destroyed: no longer managed.
-    fn release_guest(
-        &mut self,
-        vmid: u32,
-        at: i64,
-        audit: &NewAuditEntry,
-    ) -> Result<(), JournalError>;
+    fn release_guest(&self, vmid: u32, at: i64, audit: &NewAuditEntry) -> Result<(), StoreError>;
     /// Records an op (false if the id exists).
-    fn insert_op(&mut self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, JournalError>;
+    fn insert_op(&self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, StoreError>;
     /// Records an op unless the guest has an open op with a step of `exclusive_step`
     /// (`Ok(Err(open op id))`, nothing written); check and insert are one transaction.
     fn insert_op_unless_open(
-        &mut self,
+        &self,
         op: &NewOp,
         exclusive_step: &str,
         audit: &NewAuditEntry,
-    ) -> Result<Result<(), String>, JournalError>;
+    ) -> Result<Result<(), String>, StoreError>;
     /// Intent of a step, before its POST.
     fn step_intent(
-        &mut self,
+        &self,
         op_id: &str,
         idx: u32,
         at: i64,
         audit: &NewAuditEntry,
-    ) -> Result<(), JournalError>;
+    ) -> Result<(), StoreError>;
     /// The POST returned (UPID, or none for a synchronous call).
     fn step_posted(
-        &mut self,
+        &self,
         op_id: &str,
         idx: u32,
         upid: Option<&str>,
         at: i64,
-    ) -> Result<(), JournalError>;
+    ) -> Result<(), StoreError>;
     /// A step ended.
     fn step_finished(
-        &mut self,
+        &self,
         op_id: &str,
         idx: u32,
         state: StepStatus,
         exitstatus: Option<&str>,
         at: i64,
         audit: Option<&NewAuditEntry>,
-    ) -> Result<(), JournalError>;
+    ) -> Result<(), StoreError>;
     /// An op ended.
     fn finish_op(
-        &mut self,
+        &self,
         op_id: &str,
         state: OpStatus,
         error: Option<&str>,
         at: i64,
         audit: &NewAuditEntry,
-    ) -> Result<(), JournalError>;
+    ) -> Result<(), StoreError>;
     /// Ops to resume after a restart.
-    fn unfinished_ops(&self) -> Result<Vec<OpRecord>, JournalError>;
+    fn unfinished_ops(&self) -> Result<Vec<OpRecord>, StoreError>;
     /// Ops waiting for a signature.
-    fn pending_ops(&self) -> Result<Vec<OpRecord>, JournalError>;
+    fn pending_ops(&self) -> Result<Vec<OpRecord>, StoreError>;
     /// Records a signed op's state and outcome (JSON).
     fn set_signed_op_state(
-        &mut self,
+        &self,
         op_id: &str,
         state: journal::OpState,
         outcome: Option<&str>,
         at: i64,
-    ) -> Result<(), JournalError>;
+    ) -> Result<(), StoreError>;
 }

@@ -90,7 +90,10 @@ pub(crate) fn claim<P: Proxmox, S: Store>(
             Some(turn) => out.push(GuestRecovery { vmid, turn, ops }),
             // Only possible if something already runs on the guest, which nothing can before
             // the engine exists; left for the next start rather than run concurrently.
-            None => warn!(vmid, "guest busy at startup; its interrupted ops wait for the next start"),
+            None => warn!(
+                vmid,
+                "guest busy at startup; its interrupted ops wait for the next start"
+            ),
         }
     }
     Ok(out)
@@ -174,7 +177,9 @@ async fn settle<P: Proxmox, S: Store>(
                 Ok(upid) => Some(upid),
                 // Only a damaged row holds an unreadable UPID: nothing to re-attach to.
                 Err(_) => {
-                    outcome = Err(format!("interrupted: stored task id {upid:?} is unreadable"));
+                    outcome = Err(format!(
+                        "interrupted: stored task id {upid:?} is unreadable"
+                    ));
                     all_done = false;
                     break;
                 }

@@ -11,7 +11,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
-use reconcile::{Class, Note, Proxmox, PveProxmox};
+use reconcile::{Class, Note, Proxmox};
+
+use crate::pve_port::PveProxmox;
 
 /// Arguments of `plan` (the file comes from the global `--config`).
 #[derive(Debug, Args)]

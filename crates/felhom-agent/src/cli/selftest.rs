@@ -51,14 +51,15 @@ pub fn execute(config_path: Option<&Path>, args: SelftestArgs) -> anyhow::Result
                 .ok_or_else(|| anyhow!("selftest task needs --vmid N"))?;
             let vmid = pve::Vmid::new(vmid).map_err(|e| anyhow!("--vmid: {e}"))?;
             // The three ops are journaled like every other guest mutation.
-            let journal = journal::Journal::open(&config.state_dir)
-                .context("cannot open the journal")?;
+            let journal =
+                journal::Journal::open(&config.state_dir).context("cannot open the journal")?;
             let journal = Arc::new(Mutex::new(journal));
-            let px = Arc::new(reconcile::PveProxmox::new(
+            let px = Arc::new(crate::pve_port::PveProxmox::new(
                 client.clone(),
                 crate::proxmox::token_user(&config.proxmox),
             ));
-            let handle = selftest::SelftestHandle::standalone(px, journal.clone())
+            let store = Arc::new(crate::journal_port::JournalStore::new(journal.clone()));
+            let handle = selftest::SelftestHandle::standalone(px, store)
                 .with_wait_limit(Duration::from_secs(args.task_timeout_s));
             let options = TaskOptions {
                 vmid,

@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use reconcile::{DesiredInput, Engine, EngineConfig, EngineStatus, PveProxmox, SignedJob};
+use reconcile::{DesiredInput, Engine, EngineConfig, EngineStatus, SignedJob};
+
+use crate::journal_port::JournalStore;
+use crate::pve_port::PveProxmox;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
@@ -54,24 +57,23 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Re
     let journal = journal::Journal::open(&config.state_dir).context("cannot open the journal")?;
     let journal = Arc::new(Mutex::new(journal));
     let client = crate::proxmox::client(&config.proxmox)?;
-    let px = Arc::new(PveProxmox::new(client.clone(), crate::proxmox::token_user(&config.proxmox)));
+    let px = Arc::new(PveProxmox::new(
+        client.clone(),
+        crate::proxmox::token_user(&config.proxmox),
+    ));
     let engine_config = EngineConfig {
         parallel: config.reconcile.parallel,
         queue_depth: config.reconcile.queue_depth,
         ..EngineConfig::default()
     };
-    let (engine, status) = Engine::new(px, journal.clone(), engine_config)
-        .context("cannot start the reconcile engine")?;
+    let store = Arc::new(JournalStore::new(journal.clone()));
+    let (engine, status) =
+        Engine::new(px, store, engine_config).context("cannot start the reconcile engine")?;
     // The per-guest local API: its mutations are ops the engine's executor runs, through the
     // same guest queues as reconcile ops and signed jobs.
-    let local_api = crate::localapi_wiring::start(
-        config,
-        journal,
-        engine.handle(),
-        client.clone(),
-    )
-    .await
-    .context("cannot start the local API")?;
+    let local_api = crate::localapi_wiring::start(config, journal, engine.handle(), client.clone())
+        .await
+        .context("cannot start the local API")?;
     let (desired_tx, desired_rx) = watch::channel(None);
     let (jobs_tx, jobs_rx) = mpsc::channel(16);
     let wiring = Wiring {

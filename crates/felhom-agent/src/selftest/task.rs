@@ -5,7 +5,8 @@
 //! itself.
 
 /// The executor the selftest submits to.
-pub type SelftestHandle = reconcile::EngineHandle<reconcile::PveProxmox, Journal>;
+pub type SelftestHandle =
+    reconcile::EngineHandle<crate::pve_port::PveProxmox, crate::journal_port::JournalStore>;
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -184,9 +184,16 @@ fn local_api_end_to_end_against_the_simulator() {
         let journal = Arc::new(Mutex::new(Journal::open(&state).unwrap()));
         let client = felhom_agent::proxmox::client(&loaded.proxmox).unwrap();
         let token_user = sim.info.token.split_once('=').unwrap().0.to_owned();
-        let px = Arc::new(reconcile::PveProxmox::new(client.clone(), token_user));
+        let px = Arc::new(felhom_agent::pve_port::PveProxmox::new(
+            client.clone(),
+            token_user,
+        ));
         let (mut engine, _status) =
-            reconcile::Engine::new(px, journal.clone(), reconcile::EngineConfig::default())
+            reconcile::Engine::new(
+                px,
+                Arc::new(felhom_agent::journal_port::JournalStore::new(journal.clone())),
+                reconcile::EngineConfig::default(),
+            )
                 .unwrap();
         let desired = json!({"v":1,"generation":1,"guests":[
             {"vmid":100,"state":"running"},{"vmid":101,"state":"stopped"},

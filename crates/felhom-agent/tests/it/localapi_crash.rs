@@ -151,7 +151,10 @@ fn crash_at(point: &str, path: &str, body: Value, task_type: &str, end: OpStatus
     assert_eq!(ops.len(), 1, "{point}: {ops:#?}\n{log}");
     assert_eq!(ops[0].state, end, "{point}: {:#?}\n{log}", ops[0]);
     if end == OpStatus::Succeeded {
-        assert!(ops[0].steps.iter().all(|s| s.state == journal::StepStatus::Done));
+        assert!(ops[0]
+            .steps
+            .iter()
+            .all(|s| s.state == journal::StepStatus::Done));
     }
     assert_eq!(
         h.tasks_of(task_type, 100),
@@ -239,6 +242,11 @@ fn rollback_killed_after_the_post_before_its_upid_is_found_in_the_task_list() {
         .filter(|o| o.steps[0].kind == "rollback")
         .collect();
     assert_eq!(rollback.len(), 1, "{ops:#?}");
-    assert_eq!(rollback[0].state, OpStatus::Succeeded, "{:#?}\n{log}", rollback[0]);
+    assert_eq!(
+        rollback[0].state,
+        OpStatus::Succeeded,
+        "{:#?}\n{log}",
+        rollback[0]
+    );
     assert_eq!(h.tasks_of("vzrollback", 100), 1, "{log}");
 }

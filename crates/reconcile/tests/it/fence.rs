@@ -1,6 +1,8 @@
 //! The one-executor fence (DESIGN.md §3 invariant 9): every guest mutation is a step the
 //! reconcile executor runs, so no agent code outside the reconcile crate may call a mutating
-//! `pve::Client` method (inside it, only its Proxmox port does). Like the process fence
+//! `pve::Client` method, with one exception: the executor's own Proxmox port, which the binary
+//! implements on `pve::Client` (`crates/felhom-agent/src/pve_port.rs`) and which only the
+//! executor calls, through the `reconcile::Proxmox` trait. Like the process fence
 //! of the `pve` crate, this reads the sources: the mutating methods are found in `crates/pve`
 //! (every `pub async fn` whose body sends POST, PUT or DELETE), so a new one is fenced the day
 //! it is written; then every other agent source is searched for a call to any of them.
@@ -40,7 +42,10 @@ fn mutating_methods() -> Vec<String> {
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("pve source");
-        let starts: Vec<usize> = text.match_indices("pub async fn ").map(|(i, _)| i).collect();
+        let starts: Vec<usize> = text
+            .match_indices("pub async fn ")
+            .map(|(i, _)| i)
+            .collect();
         for (n, &start) in starts.iter().enumerate() {
             let end = starts.get(n + 1).copied().unwrap_or(text.len());
             let body = &text[start..end];
@@ -74,12 +79,20 @@ fn no_code_outside_the_reconcile_crate_posts_a_mutating_proxmox_call() {
         "delete_snapshot",
         "vzdump",
     ] {
-        assert!(methods.iter().any(|m| m == known), "{known} not found in {methods:?}");
+        assert!(
+            methods.iter().any(|m| m == known),
+            "{known} not found in {methods:?}"
+        );
     }
     let root = workspace();
+    let port = root.join("crates/felhom-agent/src/pve_port.rs");
+    assert!(port.exists(), "the executor's port moved: update this test");
     let skip = ["reconcile", "pve", "pve-sim", "hub-sim", "testkit"];
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(root.join("crates")).expect("crates/").flatten() {
+    for entry in std::fs::read_dir(root.join("crates"))
+        .expect("crates/")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if skip.contains(&name.as_str()) {
             continue;
@@ -88,13 +101,18 @@ fn no_code_outside_the_reconcile_crate_posts_a_mutating_proxmox_call() {
     }
     assert!(files.len() > 50, "too few sources found: {}", files.len());
     let mut offences = Vec::new();
-    for file in &files {
+    for file in files.iter().filter(|f| **f != port) {
         let text = std::fs::read_to_string(file).expect("source");
         for method in &methods {
             let call = format!(".{method}(");
             for (lineno, line) in text.lines().enumerate() {
                 if line.contains(&call) && !line.trim_start().starts_with("//") {
-                    offences.push(format!("{}:{}: {}", file.display(), lineno + 1, line.trim()));
+                    offences.push(format!(
+                        "{}:{}: {}",
+                        file.display(),
+                        lineno + 1,
+                        line.trim()
+                    ));
                 }
             }
         }

@@ -1,6 +1,18 @@
-//! Integration tests of the reconcile crate.
+//! Integration tests of the reconcile crate, on its stateful fakes (feature `fakes`) and
+//! paused Tokio time. End-to-end suites against the simulator and with `kill -9` live in the
+//! `felhom-agent` crate's tests.
 //!
-//! - `fence`: no code outside this crate posts a mutating Proxmox call
-//!   (DESIGN.md §3 invariant 9), checked on the workspace's sources.
+//! - `engine`: convergence, quiet steady state, the reversibility gate, unmanaged guests,
+//!   backoff on paused time, the ambiguous POST, a journal that refuses the intent.
+//! - `recovery`: the one recovery path for ops of every kind left by a crash.
+//! - `handle`: ops submitted through `EngineHandle` (local API, selftest): journaled, queued,
+//!   typed failures.
+//! - `fence`: no code outside this crate posts a mutating Proxmox call (DESIGN.md §3
+//!   invariant 9), checked on the workspace's sources.
+//! - `support`: the shared setup.
 
+mod engine;
 mod fence;
+mod handle;
+mod recovery;
+mod support;

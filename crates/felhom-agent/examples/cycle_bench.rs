@@ -4,12 +4,16 @@
 //! via `getrusage(RUSAGE_THREAD)`; the engine runs on a current-thread runtime, so all of its
 //! work is on this thread).
 //!
-//! `cargo run --release -p reconcile --example cycle_bench [-- K]`
+//! `cargo run --release -p felhom-agent --example cycle_bench [-- K]` (the engine on the agent's
+//! real ports: the Proxmox client and the journal).
 
 use std::sync::{Arc, Mutex};
+
+use felhom_agent::journal_port::JournalStore;
+use felhom_agent::pve_port::PveProxmox;
 use std::time::{Duration, Instant};
 
-use reconcile::{DesiredInput, Engine, EngineConfig, PveProxmox};
+use reconcile::{DesiredInput, Engine, EngineConfig};
 use serde_json::json;
 use testkit::{Sim, SimOptions};
 
@@ -45,8 +49,11 @@ fn main() -> anyhow::Result<()> {
             .map(|(u, _)| u.to_owned())
             .unwrap_or_default();
         let px = Arc::new(PveProxmox::new(sim.client(false)?, token_user));
-        let (mut engine, _status) =
-            Engine::new(px, Arc::new(Mutex::new(journal)), EngineConfig::default())?;
+        let (mut engine, _status) = Engine::new(
+            px,
+            Arc::new(JournalStore::new(Arc::new(Mutex::new(journal)))),
+            EngineConfig::default(),
+        )?;
         // The seeded guests: even index running, hostname ct<vmid>; desire exactly that.
         let guests: Vec<_> = (0..n)
             .map(|i| {

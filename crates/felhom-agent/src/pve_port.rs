@@ -1,4 +1,6 @@
-//! [`Proxmox`] over the real `pve::Client`.
+//! The reconcile executor's [`Proxmox`] port over the real `pve::Client`: the one place in the
+//! binary that calls mutating client methods, and only on the executor's behalf (the fence test
+//! in `crates/reconcile/tests/it/fence.rs` checks that nothing else does).
 
 use std::collections::BTreeMap;
 
@@ -7,9 +9,10 @@ use pve::{
     VzdumpOutcome, VzdumpRequest, WaitOptions,
 };
 
-use crate::gate::DestroyAuthority;
-use crate::normalize;
-use crate::ports::{FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, TaskEnd};
+use reconcile::normalize;
+use reconcile::{
+    DestroyAuthority, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, TaskEnd,
+};
 
 /// The engine's Proxmox port on a `pve::Client`.
 #[derive(Debug, Clone)]

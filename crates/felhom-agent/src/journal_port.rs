@@ -1,0 +1,150 @@
+//! The reconcile engine's [`reconcile::Store`] port on the agent's journal: each call locks the
+//! shared connection and runs one journal transaction; a journal error becomes the port's
+//! [`StoreError`] with what was being done.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use journal::{
+    DesiredStateRecord, GuestRecord, Journal, JournalError, NewAuditEntry, NewDesiredState, NewOp,
+    OpRecord, OpState, OpStatus, StepStatus,
+};
+use reconcile::{Store, StoreError};
+
+/// The journal as the engine's store. Cheap to clone; every clone shares the connection.
+#[derive(Clone)]
+pub struct JournalStore {
+    journal: Arc<Mutex<Journal>>,
+}
+
+impl JournalStore {
+    /// The store over a shared journal connection.
+    pub fn new(journal: Arc<Mutex<Journal>>) -> Self {
+        JournalStore { journal }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Journal> {
+        // Every write is one transaction, so a panic while the lock was held cannot have left
+        // SQLite half-written: the journal stays usable.
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn err(what: &'static str) -> impl FnOnce(JournalError) -> StoreError {
+    move |e| StoreError::new(what, e)
+}
+
+impl Store for JournalStore {
+    fn latest_desired(&self) -> Result<Option<DesiredStateRecord>, StoreError> {
+        self.lock()
+            .latest_desired_state()
+            .map_err(err("reading the desired state"))
+    }
+    fn accept_desired(
+        &self,
+        state: &NewDesiredState,
+        audit: &NewAuditEntry,
+    ) -> Result<Vec<u32>, StoreError> {
+        self.lock()
+            .accept_desired_state(state, audit)
+            .map_err(err("accepting a desired state"))
+    }
+    fn audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        self.lock()
+            .append_audit(entry)
+            .map(drop)
+            .map_err(err("appending to the audit log"))
+    }
+    fn guests(&self) -> Result<Vec<GuestRecord>, StoreError> {
+        self.lock().guests().map_err(err("reading provenance"))
+    }
+    fn release_guest(&self, vmid: u32, at: i64, audit: &NewAuditEntry) -> Result<(), StoreError> {
+        self.lock()
+            .release_guest(vmid, at, audit)
+            .map_err(err("releasing a guest"))
+    }
+    fn insert_op(&self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, StoreError> {
+        self.lock()
+            .insert_op(op, audit)
+            .map_err(err("recording an op"))
+    }
+    fn insert_op_unless_open(
+        &self,
+        op: &NewOp,
+        exclusive_step: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<Result<(), String>, StoreError> {
+        self.lock()
+            .insert_op_unless_open(op, exclusive_step, audit)
+            .map_err(err("recording an op"))
+    }
+    fn step_intent(
+        &self,
+        op_id: &str,
+        idx: u32,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .step_intent(op_id, idx, at, audit)
+            .map_err(err("recording a step's intent"))
+    }
+    fn step_posted(
+        &self,
+        op_id: &str,
+        idx: u32,
+        upid: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .step_posted(op_id, idx, upid, at)
+            .map_err(err("recording a step's task"))
+    }
+    fn step_finished(
+        &self,
+        op_id: &str,
+        idx: u32,
+        state: StepStatus,
+        exitstatus: Option<&str>,
+        at: i64,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .step_finished(op_id, idx, state, exitstatus, at, audit)
+            .map_err(err("recording a step's end"))
+    }
+    fn finish_op(
+        &self,
+        op_id: &str,
+        state: OpStatus,
+        error: Option<&str>,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .finish_op(op_id, state, error, at, audit)
+            .map_err(err("finishing an op"))
+    }
+    fn unfinished_ops(&self) -> Result<Vec<OpRecord>, StoreError> {
+        self.lock()
+            .unfinished_ops()
+            .map_err(err("reading unfinished ops"))
+    }
+    fn pending_ops(&self) -> Result<Vec<OpRecord>, StoreError> {
+        self.lock()
+            .pending_ops()
+            .map_err(err("reading pending ops"))
+    }
+    fn set_signed_op_state(
+        &self,
+        op_id: &str,
+        state: OpState,
+        outcome: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .set_signed_op_state(op_id, state, outcome, at)
+            .map_err(err("recording a signed op's outcome"))
+    }
+}

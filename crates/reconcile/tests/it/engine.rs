@@ -1,0 +1,176 @@
+//! The engine against its fakes: convergence, quiet steady state, the reversibility gate,
+//! unmanaged guests, backoff on paused time, and the ambiguous POST.
+
+use journal::OpStatus;
+use reconcile::fakes::{Fault, MemoryStore};
+use reconcile::EngineConfig;
+use serde_json::json;
+
+use crate::support::{cycle_until, engine, ingest, node};
+
+#[tokio::test(start_paused = true)]
+async fn converges_then_stays_quiet() {
+    let px = node(&[(100, "stopped"), (101, "running")], 50);
+    let store = MemoryStore::new();
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    ingest(
+        &mut e,
+        json!({"v":1,"generation":1,"guests":[
+            {"vmid":100,"state":"running"},
+            {"vmid":101,"state":"stopped","config":{"hostname":"b"}}]}),
+    );
+    cycle_until(&mut e, &status, 10, |s| {
+        s.last_cycle_ops == 0 && s.errors.is_empty()
+    })
+    .await;
+    let (g100, g101) = (px.guest(100).unwrap(), px.guest(101).unwrap());
+    assert_eq!(g100.status, "running");
+    assert_eq!(
+        (
+            g101.status.as_str(),
+            g101.config.get("hostname").map(String::as_str)
+        ),
+        ("stopped", Some("b"))
+    );
+    // Shutdown before the config change, one of each.
+    assert_eq!(
+        px.mutations(),
+        vec!["start 100", "shutdown 101", "set_config 101"],
+        "{:?}",
+        px.calls()
+    );
+    assert!(store.ops().iter().all(|o| o.state == OpStatus::Succeeded));
+    // Steady state: nothing more is posted.
+    let before = px.mutations().len();
+    for _ in 0..3 {
+        e.reconcile().await.unwrap();
+    }
+    assert_eq!(px.mutations().len(), before);
+    assert_eq!(status.borrow().last_cycle_ops, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_guest_waits_for_a_signature_and_is_never_destroyed() {
+    let px = node(&[(100, "running"), (101, "running")], 10);
+    let store = MemoryStore::new();
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    ingest(
+        &mut e,
+        json!({"v":1,"generation":1,"guests":[
+            {"vmid":100,"state":"running"},{"vmid":101,"state":"running"}]}),
+    );
+    e.reconcile().await.unwrap();
+    ingest(
+        &mut e,
+        json!({"v":1,"generation":2,"guests":[{"vmid":100,"state":"running"}]}),
+    );
+    for _ in 0..3 {
+        e.reconcile().await.unwrap();
+    }
+    let now = status.borrow().clone();
+    assert_eq!(now.pending_signature.len(), 1, "{now:#?}");
+    assert_eq!(now.pending_signature[0].vmid, 101);
+    assert_eq!(now.pending_signature[0].action, "guest.destroy");
+    assert!(px.guest(101).is_some(), "destroyed without a signature");
+    assert!(!px.mutations().iter().any(|c| c.starts_with("destroy")));
+    // One open pending op however many cycles pass.
+    let pending: Vec<_> = store
+        .ops()
+        .into_iter()
+        .filter(|o| o.state == OpStatus::PendingSignature)
+        .collect();
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unmanaged_guest_is_reported_and_never_touched() {
+    let px = node(&[(100, "stopped"), (102, "stopped")], 10);
+    let store = MemoryStore::new();
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    ingest(
+        &mut e,
+        json!({"v":1,"generation":1,"guests":[{"vmid":100,"state":"running"}]}),
+    );
+    cycle_until(&mut e, &status, 10, |s| s.last_cycle_ops == 0).await;
+    assert_eq!(status.borrow().unmanaged, vec![102]);
+    assert!(px.mutations().iter().all(|c| !c.ends_with(" 102")));
+    assert_eq!(px.guest(102).unwrap().status, "stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_task_backs_off_on_paused_time_then_retries() {
+    let px = node(&[(100, "stopped")], 10);
+    px.inject(
+        100,
+        Fault::FailTask("startup for container '100' failed".into()),
+    );
+    let store = MemoryStore::new();
+    let config = EngineConfig {
+        backoff_min: std::time::Duration::from_secs(5),
+        ..EngineConfig::default()
+    };
+    let (mut e, status) = engine(&px, &store, config);
+    ingest(
+        &mut e,
+        json!({"v":1,"generation":1,"guests":[{"vmid":100,"state":"running"}]}),
+    );
+    e.reconcile().await.unwrap();
+    assert!(status.borrow().errors[&100].contains("startup for container"));
+    // Within the backoff nothing is posted again.
+    e.reconcile().await.unwrap();
+    assert!(
+        status.borrow().errors[&100].contains("backing off"),
+        "{:?}",
+        status.borrow().errors
+    );
+    assert_eq!(px.tasks_of("vzstart", 100), 1);
+    assert_eq!(px.guest(100).unwrap().status, "stopped");
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    e.reconcile().await.unwrap();
+    assert_eq!(px.tasks_of("vzstart", 100), 2);
+    assert_eq!(px.guest(100).unwrap().status, "running");
+    let states: Vec<OpStatus> = store.ops().iter().map(|o| o.state).collect();
+    assert_eq!(states, vec![OpStatus::Failed, OpStatus::Succeeded]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_post_is_found_in_the_task_list_not_sent_again() {
+    let px = node(&[(100, "stopped")], 100);
+    px.inject(100, Fault::DropAfterPost);
+    let store = MemoryStore::new();
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    ingest(
+        &mut e,
+        json!({"v":1,"generation":1,"guests":[{"vmid":100,"state":"running"}]}),
+    );
+    cycle_until(&mut e, &status, 10, |s| {
+        s.last_cycle_ops == 0 && s.errors.is_empty()
+    })
+    .await;
+    assert_eq!(px.tasks_of("vzstart", 100), 1, "{:?}", px.calls());
+    assert_eq!(px.guest(100).unwrap().status, "running");
+    let op = &store.ops()[0];
+    assert_eq!(op.state, OpStatus::Succeeded, "{op:#?}");
+    assert!(op.steps[0].upid.is_some(), "the found task is journaled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_refuses_the_intent_posts_nothing() {
+    let px = node(&[(100, "stopped")], 10);
+    let store = MemoryStore::new();
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    ingest(
+        &mut e,
+        json!({"v":1,"generation":1,"guests":[{"vmid":100,"state":"running"}]}),
+    );
+    // The op's insert succeeds, its intent fails (a full disk).
+    let fail_second = store.clone();
+    fail_second.fail_next_write();
+    e.reconcile().await.unwrap();
+    assert_eq!(
+        px.tasks_of("vzstart", 100),
+        0,
+        "posted without a journaled intent"
+    );
+    assert!(status.borrow().errors.contains_key(&100));
+}

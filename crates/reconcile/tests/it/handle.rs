@@ -1,0 +1,146 @@
+//! Ops submitted through the engine handle (what the local API and `selftest task` do): the
+//! same executor, queue and journal as reconcile ops, and typed failures.
+
+use std::time::Duration;
+
+use journal::{OpKind, OpStatus};
+use reconcile::fakes::{Fault, MemoryStore};
+use reconcile::{EngineConfig, GuestOp, OpFailure, Origin, SubmitError};
+
+use crate::support::{engine, node};
+
+fn snap(name: &str) -> GuestOp {
+    GuestOp::Snapshot {
+        name: name.parse().unwrap(),
+        description: "test".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_is_journaled_and_run_by_the_executor() {
+    let px = node(&[(100, "running")], 50);
+    let store = MemoryStore::new();
+    let (e, _) = engine(&px, &store, EngineConfig::default());
+    let h = e.handle();
+    let ticket = h.submit(Origin::LocalApi, 100, snap("pre")).unwrap();
+    let op_id = ticket.op_id.clone();
+    assert!(op_id.starts_with("la-snapshot-100-"), "{op_id}");
+    ticket.finished().await.unwrap();
+    assert_eq!(px.guest(100).unwrap().snapshots, vec!["pre"]);
+    let op = store.op(&op_id).unwrap();
+    assert_eq!((op.kind, op.state), (OpKind::LocalApi, OpStatus::Succeeded));
+    assert_eq!(op.steps[0].kind, "snapshot");
+    // The same name again: a conflict found in the guest's turn, journaled, nothing posted.
+    let again = h.submit(Origin::LocalApi, 100, snap("pre")).unwrap();
+    let again_id = again.op_id.clone();
+    assert!(matches!(
+        again.finished().await,
+        Err(OpFailure::Conflict { .. })
+    ));
+    assert_eq!(store.op(&again_id).unwrap().state, OpStatus::Failed);
+    assert_eq!(px.tasks_of("vzsnapshot", 100), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_are_typed() {
+    let px = node(&[(100, "running")], 10);
+    let store = MemoryStore::new();
+    let (e, _) = engine(&px, &store, EngineConfig::default());
+    let h = e.handle();
+    px.set_lock(100, Some("backup"));
+    let locked = h.submit(Origin::LocalApi, 100, snap("aa")).unwrap();
+    assert_eq!(
+        locked.finished().await,
+        Err(OpFailure::Locked {
+            vmid: 100,
+            lock: "backup".into()
+        })
+    );
+    px.set_lock(100, None);
+    let gone = h.submit(Origin::LocalApi, 999, snap("aa")).unwrap();
+    assert_eq!(
+        gone.finished().await,
+        Err(OpFailure::GuestGone { vmid: 999 })
+    );
+    px.inject(100, Fault::FailTask("snapshot failed: simulated".into()));
+    let failed = h.submit(Origin::LocalApi, 100, snap("bb")).unwrap();
+    let id = failed.op_id.clone();
+    match failed.finished().await {
+        Err(OpFailure::Failed { reason, .. }) => assert!(reason.contains("simulated"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.op(&id).unwrap().state, OpStatus::Failed);
+    assert!(
+        px.guest(100).unwrap().snapshots.is_empty(),
+        "a failed task changed the guest"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_post_of_a_submitted_op_is_resolved_by_the_task_list() {
+    for op in [
+        snap("pre"),
+        GuestOp::Backup {
+            storage: "local".into(),
+        },
+    ] {
+        let px = node(&[(100, "stopped")], 50);
+        px.inject(100, Fault::DropAfterPost);
+        let store = MemoryStore::new();
+        let (e, _) = engine(&px, &store, EngineConfig::default());
+        let task_type = match op {
+            GuestOp::Backup { .. } => "vzdump",
+            _ => "vzsnapshot",
+        };
+        let ticket = e.handle().submit(Origin::LocalApi, 100, op).unwrap();
+        let id = ticket.op_id.clone();
+        ticket.finished().await.unwrap();
+        assert_eq!(px.tasks_of(task_type, 100), 1, "{task_type} posted again");
+        assert_eq!(store.op(&id).unwrap().state, OpStatus::Succeeded);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_is_busy_at_once_and_a_second_backup_is_a_conflict() {
+    let px = node(&[(100, "running")], 10_000);
+    let store = MemoryStore::new();
+    let config = EngineConfig {
+        queue_depth: 2,
+        ..EngineConfig::default()
+    };
+    let (e, _) = engine(&px, &store, config);
+    let h = e.handle();
+    let backup = h
+        .submit(
+            Origin::LocalApi,
+            100,
+            GuestOp::Backup {
+                storage: "local".into(),
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    match h.submit(
+        Origin::LocalApi,
+        100,
+        GuestOp::Backup {
+            storage: "local".into(),
+        },
+    ) {
+        Err(SubmitError::Conflict { vmid: 100, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let queued = h.submit(Origin::LocalApi, 100, snap("xx")).unwrap();
+    let before = store.ops().len();
+    assert!(matches!(
+        h.submit(Origin::LocalApi, 100, snap("yy")),
+        Err(SubmitError::Busy(_))
+    ));
+    assert_eq!(store.ops().len(), before, "a busy refusal journaled an op");
+    // The snapshot waits for the backup in the guest's queue.
+    assert_eq!(store.op(&queued.op_id).unwrap().state, OpStatus::Planned);
+    backup.finished().await.unwrap();
+    queued.finished().await.unwrap();
+    let order: Vec<String> = px.mutations();
+    assert_eq!(order, vec!["vzdump 100", "snapshot 100"]);
+}
