@@ -86,6 +86,41 @@ pub struct DesiredState {
     pub sha256: String,
 }
 
+/// Whether an offered desired state replaces the one in force (DESIGN.md §4.2a): the one rule,
+/// used by the engine's intake ([`crate::Engine::ingest`]) and by `felhom-agent plan`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// A newer generation (or the first): it replaces the one in force.
+    Newer,
+    /// The same generation with the same content: nothing to do.
+    Same,
+    /// An older generation: ignored, the one in force stays.
+    Older {
+        /// The generation in force.
+        current: u64,
+    },
+    /// The same generation with other content: rejected, the one in force stays.
+    Conflicting {
+        /// SHA-256 of the content in force.
+        current_sha256: String,
+    },
+}
+
+/// Decides whether `offered` replaces `current` (see [`Acceptance`]).
+pub fn accept(current: Option<&DesiredState>, offered: &DesiredState) -> Acceptance {
+    match current {
+        None => Acceptance::Newer,
+        Some(cur) if offered.generation > cur.generation => Acceptance::Newer,
+        Some(cur) if offered.generation < cur.generation => Acceptance::Older {
+            current: cur.generation,
+        },
+        Some(cur) if offered.sha256 == cur.sha256 => Acceptance::Same,
+        Some(cur) => Acceptance::Conflicting {
+            current_sha256: cur.sha256.clone(),
+        },
+    }
+}
+
 /// Why a document was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DesiredError {

@@ -21,13 +21,13 @@ use tokio::time::Instant;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::actual::{Actual, ConfigCache};
-use crate::classify::{classify, Class};
-use crate::desired::{self, DesiredState};
+use crate::desired::{self, Acceptance, DesiredState};
 use crate::exec::{audit, now, ExecError, Executor, OpSpec};
 use crate::handle::EngineHandle;
 use crate::jobs::{self, JobOutcome};
-use crate::plan::{self, Note, Step};
+use crate::plan::{Note, Step};
 use crate::ports::{Proxmox, ProxmoxError, Store};
+use crate::preview::{self, ClassifiedOp, Verdict};
 use crate::queue::{GuestQueues, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 use crate::recover::{self, GuestRecovery, Recovering};
 
@@ -278,21 +278,19 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             Err(e) => Ingest::Rejected {
                 reason: e.to_string(),
             },
-            Ok(doc) => match self.desired.as_deref() {
-                Some(cur) if doc.generation < cur.generation => Ingest::Ignored {
+            Ok(doc) => match desired::accept(self.desired.as_deref(), &doc) {
+                Acceptance::Older { current } => Ingest::Ignored {
                     generation: doc.generation,
-                    current: cur.generation,
+                    current,
                 },
-                Some(cur) if doc.generation == cur.generation && doc.sha256 == cur.sha256 => {
-                    Ingest::Unchanged
-                }
-                Some(cur) if doc.generation == cur.generation => Ingest::Rejected {
+                Acceptance::Same => Ingest::Unchanged,
+                Acceptance::Conflicting { current_sha256 } => Ingest::Rejected {
                     reason: format!(
                         "generation {} was already accepted with different content (sha256 {} vs {})",
-                        doc.generation, cur.sha256, doc.sha256
+                        doc.generation, current_sha256, doc.sha256
                     ),
                 },
-                _ => {
+                Acceptance::Newer => {
                     for section in &doc.ignored_sections {
                         warn!(section = %section, "desired state section not supported yet, ignored");
                     }
@@ -368,7 +366,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         self.status_tx.send_replace(self.status.clone());
     }
 
-    fn managed(&self) -> Result<(BTreeSet<u32>, HashMap<u32, journal::GuestRecord>), EngineError> {
+    fn managed(&self) -> Result<(BTreeSet<u32>, BTreeMap<u32, journal::GuestRecord>), EngineError> {
         let records = self
             .exec
             .with_store(|s| s.guests())
@@ -437,7 +435,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 Err(e) => warn!(vmid, error = %crate::error_chain(&e), "status read failed"),
             }
         }
-        let (managed, records) = self.managed()?;
+        let (_, records) = self.managed()?;
         let desired = self.desired.clone();
         let mut errors = BTreeMap::new();
         self.backoff.retain(|_, b| b.until > now_i);
@@ -466,12 +464,12 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         }
         let cache = &self.cache;
         let configs = |vmid: u32| cache.get(vmid).cloned();
-        let plan = plan::plan(desired.as_deref(), &actual, &configs, &managed);
+        let preview = preview::preview(desired.as_deref(), &actual, &configs, &records);
         let generation = desired.as_ref().map(|d| d.generation);
         let mut pending = Vec::new();
         let mut jobs = JoinSet::new();
         let mut started = 0u32;
-        for op in plan.ops {
+        for ClassifiedOp { op, verdict, .. } in preview.ops {
             if recovering.contains(&op.vmid) {
                 errors.insert(
                     op.vmid,
@@ -488,37 +486,29 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 });
                 continue;
             }
-            let record = records.get(&op.vmid);
-            let classes: Vec<Class> = op
-                .steps
-                .iter()
-                .map(|s| classify(s, op.vmid, record, None))
-                .collect();
-            if let Some(Class::Refused { reason }) =
-                classes.iter().find(|c| matches!(c, Class::Refused { .. }))
-            {
-                errors.insert(op.vmid, reason.clone());
-                continue;
-            }
-            if let Some(Class::NeedsSignature { action, target }) = classes
-                .iter()
-                .find(|c| matches!(c, Class::NeedsSignature { .. }))
-            {
-                let step = PendingStep {
-                    vmid: op.vmid,
-                    step: op
-                        .steps
-                        .iter()
-                        .map(Step::kind)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    action: action.as_str().to_owned(),
-                    target: target.to_string(),
-                    reason: op.reason.clone(),
-                };
-                self.record_pending(&step, generation)?;
-                pending.push(step);
-                continue;
+            match verdict {
+                Verdict::Refused { reason } => {
+                    errors.insert(op.vmid, reason);
+                    continue;
+                }
+                Verdict::NeedsSignature { action, target } => {
+                    let step = PendingStep {
+                        vmid: op.vmid,
+                        step: op
+                            .steps
+                            .iter()
+                            .map(Step::kind)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        action: action.as_str().to_owned(),
+                        target: target.to_string(),
+                        reason: op.reason.clone(),
+                    };
+                    self.record_pending(&step, generation)?;
+                    pending.push(step);
+                    continue;
+                }
+                Verdict::Run => {}
             }
             self.op_seq += 1;
             let spec = OpSpec {
@@ -578,7 +568,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         }
         self.settle_pending(&pending, generation)?;
         let mut unmanaged = Vec::new();
-        for note in plan.notes {
+        for note in preview.notes {
             match note {
                 Note::Unmanaged { vmid } => unmanaged.push(vmid),
                 Note::Missing { vmid } => {

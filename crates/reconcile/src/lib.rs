@@ -46,12 +46,16 @@ pub mod jobs;
 pub mod normalize;
 pub mod plan;
 pub mod ports;
+pub mod preview;
 pub mod queue;
 pub mod recover;
 pub mod source;
 
 pub use classify::{classify, Class};
-pub use desired::{parse as parse_desired, DesiredError, DesiredGuest, DesiredState, PowerState};
+pub use desired::{
+    accept, parse as parse_desired, Acceptance, DesiredError, DesiredGuest, DesiredState,
+    PowerState,
+};
 pub use engine::{
     Action, DesiredInput, Engine, EngineConfig, EngineError, EngineStatus, Ingest, PendingStep,
     SignedJob,
@@ -64,6 +68,7 @@ pub use plan::{plan, GuestPlan, Note, Plan, Step};
 pub use ports::{
     FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, StoreError, TaskEnd,
 };
+pub use preview::{preview, ClassifiedOp, Preview, Verdict};
 pub use queue::{Busy, GuestQueues, Reservation, Turn, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 
 /// An error and its causes as one line, `a: b: c`.

@@ -243,8 +243,21 @@ pub fn sim_binary() -> Result<PathBuf> {
 /// Returns `Ok(None)` when unavailable outside CI (the test then says it skipped); under CI
 /// (`CI` set) a missing interpreter or module is an error, so CI never passes by skipping.
 pub fn python_with(modules: &[&str]) -> Result<Option<PathBuf>> {
+    // The interpreter's own absolute path: callers put it in a `#!` line, where a bare
+    // `python3` is not searched and a shim (pyenv's is a bash script) fails under sudo's
+    // cleared environment.
     let py = std::env::var_os("FELHOM_PYTHON")
         .map(PathBuf::from)
+        .or_else(|| {
+            let out = Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            let path = String::from_utf8(out.stdout).ok()?;
+            let path = path.trim();
+            (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+        })
         .unwrap_or_else(|| PathBuf::from("python3"));
     // `python -c "import "` is a syntax error: with no modules, probe the interpreter only.
     let probe = if modules.is_empty() {

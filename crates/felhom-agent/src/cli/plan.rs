@@ -6,12 +6,12 @@
 //! adopted: guests a newer file would adopt are shown as managed-if-accepted). Every desired
 //! guest's config is read once (this is a one-shot command, not the steady-state loop).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
-use reconcile::{Class, Note, Proxmox};
+use reconcile::{Acceptance, Class, ClassifiedOp, Note, Proxmox};
 
 use crate::pve_port::PveProxmox;
 
@@ -51,18 +51,31 @@ pub fn execute(config_path: Option<&Path>, args: PlanArgs) -> anyhow::Result<()>
             Err(e) => lines_head.push(format!("desired file {}: unreadable ({e})", file.display())),
             Ok(bytes) => match reconcile::parse_desired(&bytes) {
                 Err(e) => lines_head.push(format!("desired file rejected: {e}")),
-                Ok(doc) => match &stored {
-                    Some(cur) if doc.generation < cur.generation => lines_head.push(format!(
-                        "desired file generation {} ignored (older than {})", doc.generation, cur.generation)),
-                    Some(cur) if doc.generation == cur.generation && doc.sha256 != cur.sha256 => lines_head.push(format!(
-                        "desired file rejected: generation {} was accepted with different content", doc.generation)),
-                    Some(cur) if doc.generation == cur.generation => {}
-                    _ => {
-                        lines_head.push(format!("desired file generation {} would be accepted", doc.generation));
+                // The engine's own rule decides what the file would do.
+                Ok(doc) => match reconcile::accept(stored.as_ref(), &doc) {
+                    Acceptance::Older { current } => lines_head.push(format!(
+                        "desired file generation {} ignored (older than {current})",
+                        doc.generation
+                    )),
+                    Acceptance::Conflicting { .. } => lines_head.push(format!(
+                        "desired file rejected: generation {} was accepted with different content",
+                        doc.generation
+                    )),
+                    Acceptance::Same => {}
+                    Acceptance::Newer => {
+                        lines_head.push(format!(
+                            "desired file generation {} would be accepted",
+                            doc.generation
+                        ));
                         for vmid in doc.guests.keys() {
                             records.entry(*vmid).or_insert(journal::GuestRecord {
-                                vmid: *vmid, managed: true, adopted_generation: Some(doc.generation),
-                                created_by_op: None, scratch: false, first_seen: 0, last_seen: 0,
+                                vmid: *vmid,
+                                managed: true,
+                                adopted_generation: Some(doc.generation),
+                                created_by_op: None,
+                                scratch: false,
+                                first_seen: 0,
+                                last_seen: 0,
                             });
                         }
                         desired = Some(doc);
@@ -99,22 +112,17 @@ pub fn execute(config_path: Option<&Path>, args: PlanArgs) -> anyhow::Result<()>
         }
         anyhow::Ok((actual, configs))
     })?;
-    let managed: BTreeSet<u32> = records
-        .values()
-        .filter(|r| r.managed)
-        .map(|r| r.vmid)
-        .collect();
-    let plan = reconcile::plan(
+    // The engine's own preview: the same plan, classes and verdicts it would act on.
+    let preview = reconcile::preview(
         desired.as_ref(),
         &actual,
         &|v| configs.get(&v).cloned(),
-        &managed,
+        &records,
     );
     let mut steps = Vec::new();
-    for op in &plan.ops {
-        for step in &op.steps {
-            let class = reconcile::classify(step, op.vmid, records.get(&op.vmid), None);
-            let why = match &class {
+    for ClassifiedOp { op, classes, .. } in &preview.ops {
+        for (step, class) in op.steps.iter().zip(classes) {
+            let why = match class {
                 Class::NeedsSignature { action, target } => {
                     format!("{}; sign {action} for {target}", op.reason)
                 }
@@ -124,6 +132,7 @@ pub fn execute(config_path: Option<&Path>, args: PlanArgs) -> anyhow::Result<()>
             steps.push((op.vmid, step.describe(), class.word(), why));
         }
     }
+    let plan = preview;
     if args.json {
         let doc = serde_json::json!({
             "generation": desired.as_ref().map(|d| d.generation),
