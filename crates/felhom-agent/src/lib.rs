@@ -1,13 +1,15 @@
 //! felhom-agent: the privileged host agent for Proxmox VE (DESIGN.md §1). This crate is the
 //! glue around the library crates: the command line ([`cli`]), the configuration ([`config`],
 //! start reading there), logging ([`logging`]), the daemon's wiring ([`daemon`]: engine, hub
-//! link, local sources, SMART, liveness), systemd notification ([`systemd`]) and the demo. It
+//! link, local sources, SMART, liveness), systemd notification ([`systemd`]) and, with the `demo` feature (on by default, off in
+//! the Debian package), the demo. It
 //! never talks to Proxmox or runs root commands itself; `pve` and `privileged` do. Secrets are
 //! `pve::Secret`s everywhere. `main.rs` only maps errors to exit codes.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod ledger;
 pub mod localapi_wiring;
