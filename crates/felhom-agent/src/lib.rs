@@ -2,14 +2,16 @@
 //! glue around the library crates: the command line ([`cli`]), the configuration ([`config`],
 //! start reading there), logging ([`logging`]), the daemon's wiring ([`daemon`]: engine, hub
 //! link, local sources, SMART, liveness), the reconcile engine's ports on the journal and the
-//! Proxmox client ([`journal_port`], [`pve_port`]), systemd notification ([`systemd`]) and the
-//! demo. It
-//! never talks to Proxmox or runs root commands itself; `pve` and `privileged` do. Secrets are
+//! Proxmox client ([`journal_port`], [`pve_port`]), systemd notification ([`systemd`]) and,
+//! with the `demo` feature (on by default, off in the Debian package), the demo. It never posts
+//! a guest mutation of its own: the reconcile executor does, through `pve_port`. It
+//! runs no root command itself; `privileged` does. Secrets are
 //! `pve::Secret`s everywhere. `main.rs` only maps errors to exit codes.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod journal_port;
 pub mod ledger;

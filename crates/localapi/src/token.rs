@@ -179,8 +179,10 @@ pub fn revoke(store: &dyn TokenStore, clock: &dyn Clock, id: TokenId) -> Result<
     Ok(done)
 }
 
-/// Revokes every token of `vmid`. The guest-destroy executor calls this, so a later guest
-/// that reuses the vmid never inherits a controller token.
+/// Revokes every token of `vmid`: `felhom-agent localapi revoke --vmid N`, and the gate when
+/// a token names a guest that no longer exists. A guest the agent destroys does not need this:
+/// the journal's `release_guest` revokes its tokens in the same transaction that unmanages it,
+/// so a later guest that reuses the vmid never inherits a controller token.
 pub fn revoke_guest(store: &dyn TokenStore, clock: &dyn Clock, vmid: Vmid) -> Result<usize, Error> {
     let n = store.revoke_all(vmid, clock.now())?;
     tracing::info!(

@@ -29,6 +29,20 @@ struct Rule {
     prefix: String,
     remaining: u64,
     ms: u64,
+    /// Drop rules only: close the connection after the request was processed instead of
+    /// before.
+    after: bool,
+}
+
+/// What the front must do with a request once the delay and drop rules have been applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a drop-after rule has been consumed and must be honoured"]
+pub enum Disposition {
+    /// Process the request and send the answer.
+    Answer,
+    /// Process the request (the handler runs, state changes, tasks start), log it, then close
+    /// the connection without sending the answer: the client cannot tell whether PVE acted.
+    DropAfter,
 }
 
 /// An injected error answer (`/_sim/fault`) for requests whose path starts with `prefix`.
@@ -70,6 +84,9 @@ pub struct LoggedRequest {
     pub body: Option<Value>,
     /// `validate_returns` violations of a 200 answer.
     pub schema_errors: Option<Value>,
+    /// Whether the answer was never sent because a `/_sim/drop` rule with `after` closed the
+    /// connection once the request had been processed.
+    pub dropped_after: bool,
 }
 
 /// Runtime fault injection and the request log (not persisted).
@@ -86,6 +103,15 @@ pub struct Controls {
 /// Payload used to unwind a connection task so hyper closes the socket without answering.
 struct DropConnection;
 
+/// Close the current connection without an HTTP response: unwinds the connection task
+/// (`resume_unwind` skips the panic hook, so nothing is printed), and hyper drops the socket.
+/// State changed by a handler before this call stays changed, and task workers are not
+/// tied to the connection, which is what makes a drop after processing ambiguous for the
+/// client.
+pub fn drop_connection() -> ! {
+    std::panic::resume_unwind(Box::new(DropConnection))
+}
+
 fn take_rule(rules: &Mutex<Vec<Rule>>, path: &str) -> Option<Rule> {
     let mut rules = rules.lock().unwrap_or_else(|e| e.into_inner());
     let idx = rules.iter().position(|r| path.starts_with(&r.prefix))?;
@@ -98,16 +124,24 @@ fn take_rule(rules: &Mutex<Vec<Rule>>, path: &str) -> Option<Rule> {
 }
 
 impl Controls {
-    /// Apply delay and drop rules to a request for `path`. A drop unwinds the connection task
-    /// (`resume_unwind` skips the panic hook), so the client sees the connection close
-    /// without an HTTP response.
-    pub async fn before_response(&self, path: &str) {
+    /// Apply delay and drop rules to a request for `path`, before it is processed. A drop
+    /// (without `after`) unwinds the connection task here, so the request never reaches a
+    /// handler; a drop with `after` is returned as [`Disposition::DropAfter`] for the caller
+    /// to honour with [`drop_connection`] once the request has been processed and logged.
+    ///
+    /// Before and after drops share one list, so rules for the same path apply in the order
+    /// they were added.
+    pub async fn before_response(&self, path: &str) -> Disposition {
         if let Some(rule) = take_rule(&self.delays, path) {
             tokio::time::sleep(Duration::from_millis(rule.ms)).await;
         }
-        if take_rule(&self.drops, path).is_some() {
-            tracing::info!(path, "dropping connection");
-            std::panic::resume_unwind(Box::new(DropConnection));
+        match take_rule(&self.drops, path) {
+            Some(rule) if rule.after => Disposition::DropAfter,
+            Some(_) => {
+                tracing::info!(path, "dropping connection before processing");
+                drop_connection()
+            }
+            None => Disposition::Answer,
         }
     }
 
@@ -127,6 +161,7 @@ impl Controls {
             "status": entry.status,
             "response": entry.body,
             "schema_errors": entry.schema_errors,
+            "dropped_after": entry.dropped_after,
         }));
     }
 
@@ -144,7 +179,8 @@ impl Controls {
 /// a bad token still gets its 401 and leaves the rule armed. 595/596/597/599 have an empty body
 /// and the message as the reason phrase (AnyEvent::HTTP pseudo-statuses passed through,
 /// `AnyEvent.pm:856-880`); 501 is PVE's JSON `{"data":null,"message":"Method '…' not
-/// implemented"}` (`HTTPServer.pm:148-151`).
+/// implemented"}` (`HTTPServer.pm:148-151`). `dropped_after` is only recorded in the log:
+/// the caller closes the connection instead of sending the answer.
 pub fn injected_fault(
     sim: &Sim,
     method: &Method,
@@ -152,6 +188,7 @@ pub fn injected_fault(
     query: &str,
     headers: &HeaderMap,
     body: &[u8],
+    dropped_after: bool,
 ) -> Option<Response<Body>> {
     if !matches!(
         *method,
@@ -205,6 +242,7 @@ pub fn injected_fault(
         status: fault.status,
         body: logged_body,
         schema_errors: None,
+        dropped_after,
     });
     Some(resp)
 }
@@ -306,6 +344,9 @@ struct FaultReq {
     count: u64,
     #[serde(default)]
     path_prefix: String,
+    /// `/_sim/drop` only (ignored by `/_sim/delay`).
+    #[serde(default)]
+    after: bool,
 }
 
 fn one() -> u64 {
@@ -323,6 +364,7 @@ async fn add_rule(list: &Mutex<Vec<Rule>>, req: Request<Body>) -> Response<Body>
                 prefix: f.path_prefix,
                 remaining: f.count,
                 ms: f.ms,
+                after: f.after,
             });
             ok()
         }

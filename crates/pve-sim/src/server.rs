@@ -91,8 +91,15 @@ async fn api(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
         .await
         .unwrap_or_default();
 
-    sim.controls().before_response(&path).await;
-    if let Some(resp) = control::injected_fault(&sim, &method, &path, &query, &headers, &body) {
+    let disposition = sim.controls().before_response(&path).await;
+    let drop_after = disposition == control::Disposition::DropAfter;
+    if let Some(resp) =
+        control::injected_fault(&sim, &method, &path, &query, &headers, &body, drop_after)
+    {
+        if drop_after {
+            tracing::info!(%method, %path, "dropping connection after an injected fault");
+            control::drop_connection();
+        }
         return resp;
     }
 
@@ -121,8 +128,14 @@ async fn api(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
         status: status.as_u16(),
         body: body_json,
         schema_errors: returns_errors,
+        dropped_after: drop_after,
     });
     tracing::debug!(%method, %path, status = status.as_u16(), "api request");
+    if drop_after {
+        // Processed and logged like any request; only the answer is withheld.
+        tracing::info!(%method, %path, status = status.as_u16(), "dropping connection after processing");
+        control::drop_connection();
+    }
     match result {
         Ok(reply) => reply.into_response(),
         Err(err) => err.into_response(),

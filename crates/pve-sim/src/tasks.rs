@@ -34,45 +34,89 @@ pub fn now_ms() -> i64 {
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Work {
     /// `vzstart`.
-    Start { vmid: u32 },
+    Start {
+        /// The guest to start.
+        vmid: u32,
+    },
     /// `vzstop` (hard stop).
-    Stop { vmid: u32 },
+    Stop {
+        /// The guest to stop.
+        vmid: u32,
+    },
     /// `vzshutdown`.
-    Shutdown { vmid: u32 },
+    Shutdown {
+        /// The guest to shut down.
+        vmid: u32,
+    },
     /// `vzreboot`.
-    Reboot { vmid: u32 },
+    Reboot {
+        /// The guest to reboot.
+        vmid: u32,
+    },
     /// `vzcreate` / `vzrestore`: the final config and new volumes, the guest it replaces.
     Create {
+        /// The guest being created or restored over.
         vmid: u32,
+        /// The config the guest has once the task succeeds.
         conf: CtConf,
+        /// Volumes allocated for it (volid, volume), removed again if the task fails.
         volumes: Vec<(String, Volume)>,
+        /// The guest a `force=1` restore replaces: its volumes are destroyed on success,
+        /// it is put back on failure.
         previous: Option<Box<Guest>>,
+        /// The `ostemplate` volid: a template, or the backup archive of a restore.
         source: String,
+        /// Whether this is a restore (`vzrestore`) rather than a create from a template.
         restore: bool,
+        /// `start=1`: start the guest once it exists.
         start: bool,
     },
     /// `vzdestroy`.
-    Destroy { vmid: u32 },
+    Destroy {
+        /// The guest to destroy.
+        vmid: u32,
+    },
     /// `resize`: new size of one mount point in bytes.
-    Resize { vmid: u32, disk: String, size: u64 },
+    Resize {
+        /// The guest owning the mount point.
+        vmid: u32,
+        /// The mount point key (`rootfs`, `mp0`, …).
+        disk: String,
+        /// The new size in bytes.
+        size: u64,
+    },
     /// `vzsnapshot`.
     Snapshot {
+        /// The guest to snapshot.
         vmid: u32,
+        /// The snapshot name.
         name: String,
+        /// The snapshot description, if one was given.
         description: Option<String>,
     },
     /// `vzrollback`.
     Rollback {
+        /// The guest to roll back.
         vmid: u32,
+        /// The snapshot to roll back to.
         name: String,
+        /// `start=1`: start the guest after the rollback.
         start: bool,
     },
     /// `vzdelsnapshot`.
-    DelSnapshot { vmid: u32, name: String },
+    DelSnapshot {
+        /// The guest owning the snapshot.
+        vmid: u32,
+        /// The snapshot to delete.
+        name: String,
+    },
     /// `vzdump`: `denied` lack `VM.Backup`; `locked` is filled by the begin phase.
     Vzdump(vzdump::Job),
     /// `imgdel`.
-    ImgDel { volid: String },
+    ImgDel {
+        /// The volume (backup archive) to delete.
+        volid: String,
+    },
 }
 
 impl Work {

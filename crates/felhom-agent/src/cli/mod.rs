@@ -1,8 +1,9 @@
 //! The command line: one file per subcommand, each calling the same library code as the daemon.
-//! The lead adds `selftest`, `plan`, `op`, `audit`, `localapi` and `demo` here as they land.
+//! `demo` exists only with the `demo` feature (on by default, off in the Debian package).
 
 pub mod audit;
 pub mod check_config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod localapi;
 pub mod op;
@@ -32,8 +33,13 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon (the default): the reconcile engine in local mode (desired.file,
-    /// desired.ops_dir) until SIGTERM/SIGINT; the hub and local-API loops come in a later issue.
+    /// Run the daemon (the default) until SIGTERM or SIGINT; SIGHUP reloads the configuration.
+    ///
+    /// The daemon runs the reconcile engine, fed by the hub loop (when `hub` is configured) and
+    /// by the local desired file and signed-ops directory (`desired.file`, `desired.ops_dir`);
+    /// the per-guest local API (when `local_api.listen` is set); and systemd readiness, status
+    /// and a watchdog fed only while the loops make progress. A reload with an invalid file is
+    /// logged and the running configuration kept.
     Run(run::RunArgs),
     /// Validate the configuration and print it as JSON with secrets redacted.
     CheckConfig(check_config::CheckConfigArgs),
@@ -42,6 +48,7 @@ pub enum Command {
     Selftest(selftest::SelftestArgs),
     /// Start the Proxmox VE simulator on loopback and show the agent at work; no configuration
     /// needed.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Operator-signed operations: `new`, `sign`, `wrap` (operator side) and `verify` (host
     /// side); see docs/operator-signing.md.
@@ -63,6 +70,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run(args)) => run::execute(cli.config.as_deref(), args),
         Some(Command::CheckConfig(args)) => check_config::execute(cli.config.as_deref(), args),
         Some(Command::Selftest(args)) => selftest::execute(cli.config.as_deref(), args),
+        #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo::execute(args),
         Some(Command::Op(args)) => op::execute(args),
         Some(Command::Plan(args)) => plan::execute(cli.config.as_deref(), args),

@@ -16,15 +16,33 @@ fn version_prints_name_and_version() {
 }
 
 #[test]
-fn help_lists_subcommands_and_says_run_is_a_frame() {
+fn help_lists_subcommands_and_says_what_run_does() {
     let (code, stdout, _) = run(agent().arg("--help"));
     assert_eq!(code, 0);
     assert!(
         stdout.contains("check-config") && stdout.contains("run"),
         "{stdout}"
     );
-    let (_, run_help, _) = run(agent().args(["run", "--help"]));
-    assert!(run_help.contains("later issue"), "{run_help}");
+    // The test binary is built with the default features, so `demo` is there (the Debian
+    // package, built without them, is checked by .ci/run).
+    #[cfg(feature = "demo")]
+    assert!(
+        stdout.lines().any(|l| l.trim_start().starts_with("demo ")),
+        "{stdout}"
+    );
+    let (code, run_help, _) = run(agent().args(["run", "--help"]));
+    assert_eq!(code, 0);
+    for part in [
+        "reconcile engine",
+        "hub",
+        "local API",
+        "watchdog",
+        "SIGHUP",
+        "SIGTERM",
+    ] {
+        assert!(run_help.contains(part), "{part} missing: {run_help}");
+    }
+    assert!(!run_help.contains("later issue"), "{run_help}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! - `check_config`: validation, redaction, env overlay, secret forms and every error path.
 //! - `daemon`: `run` with the simulator, the reference hub and a real NOTIFY_SOCKET.
 //! - `cli`: `--version`, `--help`, and `run` until SIGTERM.
-//! - `demo`: `felhom-agent demo` end to end.
+//! - `demo`: `felhom-agent demo` end to end (only with the default `demo` feature).
 //! - `engine_adversarial`: the adversarial-hub suite (dropped, relabelled, reordered, replayed,
 //!   retargeted) through the local desired file and ops dir; `plan`, `audit`, corrupt journal.
 //! - `engine_crash`: `kill -9` at every step boundary of a multi-step op, then recovery.
@@ -20,6 +20,7 @@ mod check_config;
 mod cli;
 mod daemon;
 mod daemon_wired;
+#[cfg(feature = "demo")]
 mod demo;
 mod engine_adversarial;
 mod engine_crash;

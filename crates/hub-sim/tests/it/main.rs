@@ -20,11 +20,15 @@ use serde_json::{json, Value};
 
 /// A running in-process hub with its state directory.
 pub struct TestHub {
+    /// The hub, serving until dropped.
     pub hub: hub_sim::RunningHub,
+    /// Its state directory, removed when the test ends.
     pub dir: tempfile::TempDir,
+    /// A plain-HTTP client with a pooled connection.
     pub http: reqwest::Client,
 }
 
+/// A plain-HTTP client (also installs ring as the process's rustls provider).
 pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -80,6 +84,7 @@ impl TestHub {
             .await
     }
 
+    /// Starts an in-process hub on loopback with this dead-man's-switch deadline.
     pub async fn start(deadline: Duration) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = hub_sim::Options::loopback(dir.path());
@@ -92,18 +97,23 @@ impl TestHub {
         }
     }
 
+    /// The URL of the agent API's `tail` for `host`.
     pub fn agent(&self, host: &str, tail: &str) -> String {
         format!("{}/api/v1/hosts/{host}/{tail}", self.hub.info.url)
     }
 
+    /// The URL of an admin API path.
     pub fn admin(&self, path: &str) -> String {
         format!("{}{path}", self.hub.info.admin_url)
     }
 
+    /// The agent API's `authorization` header value.
     pub fn key(&self) -> String {
         format!("Bearer {}", self.hub.info.api_key)
     }
 
+    /// Calls the admin API with an optional JSON body: the status and the JSON answer
+    /// (`null` when the body is not JSON).
     pub async fn admin_json(
         &self,
         method: reqwest::Method,
@@ -120,6 +130,7 @@ impl TestHub {
         (status, v)
     }
 
+    /// Publishes a one-guest desired state of `generation` for `host`; asserts 200.
     pub async fn put_desired(&self, host: &str, generation: u64) {
         let (s, _) = self
             .admin_json(
@@ -131,6 +142,7 @@ impl TestHub {
         assert_eq!(s, 200);
     }
 
+    /// `GET desired` as the agent, conditional on `etag` when given.
     pub async fn get_desired(&self, host: &str, etag: Option<&str>) -> reqwest::Response {
         let mut req = self
             .http
@@ -142,6 +154,7 @@ impl TestHub {
         req.send().await.unwrap()
     }
 
+    /// `POST report` as the agent.
     pub async fn post_report(&self, host: &str, report: &hub::HostReport) -> reqwest::Response {
         self.http
             .post(self.agent(host, "report"))
@@ -153,6 +166,7 @@ impl TestHub {
     }
 }
 
+/// An empty report from `host`, sent now.
 pub fn report(host: &str) -> hub::HostReport {
     let mut r = hub::HostReport::empty(host, "0.0.0-test");
     r.sent_at = hub::now_rfc3339();

@@ -137,6 +137,28 @@ impl Sim {
             .await
     }
 
+    /// As the agent token, without expecting an answer: the raw result, so a test can see
+    /// a connection closed by `/_sim/drop`.
+    pub async fn agent_raw(
+        &self,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let url = format!("{}/api2/json{path}", self.url);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let rb = self
+            .client
+            .request(method.clone(), url)
+            .header("Authorization", format!("PVEAPIToken={}", self.token));
+        let rb = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
+            rb.query(form)
+        } else {
+            rb.form(form)
+        };
+        rb.send().await
+    }
+
     /// As root's token.
     pub async fn root(&self, method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
         self.call(method, path, Some(&self.root_token.clone()), form)

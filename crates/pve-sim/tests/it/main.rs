@@ -7,7 +7,8 @@
 //! - `lifecycle`: snapshots, tasks, locks, config digest/description/hwaddr.
 //! - `backup`: vzdump, content listing, restore (unique, force), keyctl root-only rules.
 //! - `persistence`: restart with the same `--state`.
-//! - `fault`: `/_sim/fault` injected 501 and 595/596/597/599 answers.
+//! - `fault`: `/_sim/fault` injected 501 and 595/596/597/599 answers; `/_sim/drop` before
+//!   and after processing.
 //! - `proxmoxer`: Python's proxmoxer, unchanged, drives the simulator; the independent schema
 //!   audit (tools/schema_audit.py) checks what it left in the request log.
 
