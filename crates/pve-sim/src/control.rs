@@ -32,6 +32,9 @@ struct Rule {
     /// Drop rules only: close the connection after the request was processed instead of
     /// before.
     after: bool,
+    /// Only requests with this HTTP method (upper case); `None`: any. Lets a test drop the
+    /// `POST …/snapshot` without also dropping the `GET …/snapshot` list read before it.
+    method: Option<String>,
 }
 
 /// What the front must do with a request once the delay and drop rules have been applied.
@@ -112,9 +115,11 @@ pub fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new(DropConnection))
 }
 
-fn take_rule(rules: &Mutex<Vec<Rule>>, path: &str) -> Option<Rule> {
+fn take_rule(rules: &Mutex<Vec<Rule>>, method: &str, path: &str) -> Option<Rule> {
     let mut rules = rules.lock().unwrap_or_else(|e| e.into_inner());
-    let idx = rules.iter().position(|r| path.starts_with(&r.prefix))?;
+    let idx = rules.iter().position(|r| {
+        path.starts_with(&r.prefix) && r.method.as_deref().is_none_or(|m| m == method)
+    })?;
     let rule = rules[idx].clone();
     rules[idx].remaining -= 1;
     if rules[idx].remaining == 0 {
@@ -131,11 +136,11 @@ impl Controls {
     ///
     /// Before and after drops share one list, so rules for the same path apply in the order
     /// they were added.
-    pub async fn before_response(&self, path: &str) -> Disposition {
-        if let Some(rule) = take_rule(&self.delays, path) {
+    pub async fn before_response(&self, method: &str, path: &str) -> Disposition {
+        if let Some(rule) = take_rule(&self.delays, method, path) {
             tokio::time::sleep(Duration::from_millis(rule.ms)).await;
         }
-        match take_rule(&self.drops, path) {
+        match take_rule(&self.drops, method, path) {
             Some(rule) if rule.after => Disposition::DropAfter,
             Some(_) => {
                 tracing::info!(path, "dropping connection before processing");
@@ -347,6 +352,9 @@ struct FaultReq {
     /// `/_sim/drop` only (ignored by `/_sim/delay`).
     #[serde(default)]
     after: bool,
+    /// Only requests with this method (`GET`, `POST`, …); absent: any.
+    #[serde(default)]
+    method: Option<String>,
 }
 
 fn one() -> u64 {
@@ -365,6 +373,7 @@ async fn add_rule(list: &Mutex<Vec<Rule>>, req: Request<Body>) -> Response<Body>
                 remaining: f.count,
                 ms: f.ms,
                 after: f.after,
+                method: f.method.map(|m| m.to_ascii_uppercase()),
             });
             ok()
         }

@@ -91,7 +91,7 @@ async fn api(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
         .await
         .unwrap_or_default();
 
-    let disposition = sim.controls().before_response(&path).await;
+    let disposition = sim.controls().before_response(method.as_str(), &path).await;
     let drop_after = disposition == control::Disposition::DropAfter;
     if let Some(resp) =
         control::injected_fault(&sim, &method, &path, &query, &headers, &body, drop_after)

@@ -379,11 +379,12 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             Err(err) => {
                 // It may have reached PVE: never POST again; look for the task instead.
                 warn!(op_id, vmid, step = step.kind(), error = %crate::error_chain(&err), "ambiguous post, searching the task list");
-                match crate::recover::resolve_intent(&*self.px, vmid, step.task_type(), intent_at)
-                    .await
-                {
-                    Ok(Some(upid)) => Posted::Task(upid),
-                    _ => {
+                match self.search_task(vmid, step, intent_at).await {
+                    Some(upid) => {
+                        info!(op_id, vmid, %upid, "found the task of the ambiguous post");
+                        Posted::Task(upid)
+                    }
+                    None => {
                         let text = crate::error_chain(&err);
                         self.with_store(|s| {
                             s.step_finished(
@@ -443,6 +444,30 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 exitstatus,
             }),
         }
+    }
+
+    /// After an ambiguous POST: the task it may have started, searched for a few times over
+    /// about two seconds (a task list read can fail right after a dropped connection, and a
+    /// node may list a task a moment after forking it). `None` when none appeared: the POST is
+    /// then taken not to have reached Proxmox, and the step fails without being sent again.
+    async fn search_task(&self, vmid: u32, step: &Step, intent_at: i64) -> Option<Upid> {
+        let mut delay = std::time::Duration::from_millis(100);
+        for attempt in 1..=5 {
+            match crate::recover::resolve_intent(&*self.px, vmid, step.task_type(), intent_at).await
+            {
+                Ok(Some(upid)) => return Some(upid),
+                Ok(None) if step.task_type().is_none() => return None,
+                Ok(None) => {
+                    tracing::debug!(vmid, attempt, "no task found yet");
+                }
+                Err(e) => {
+                    warn!(vmid, attempt, error = %crate::error_chain(&e), "task list read failed");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        None
     }
 
     /// Journals a step's end with its audit entry.

@@ -20,7 +20,7 @@ use crate::localapi::{cli, mint, pinned};
 
 /// A harness whose agent serves the local API on a fixed loopback port (the same after the
 /// restart), with guest 100 in the desired state as it is, so no reconcile op runs.
-fn harness(task_ms: u64) -> (Harness, u16) {
+pub(crate) fn harness(task_ms: u64) -> (Harness, u16) {
     let h = Harness::new(1, task_ms);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -39,7 +39,7 @@ fn harness(task_ms: u64) -> (Harness, u16) {
 }
 
 /// Mints a token for guest 100 once the agent has adopted it.
-fn token(h: &Harness) -> String {
+pub(crate) fn token(h: &Harness) -> String {
     let adopted = wait_for(Duration::from_secs(30), || {
         let j = journal::Journal::open_read_only(&h.state()).ok()?;
         j.guests()
@@ -53,7 +53,7 @@ fn token(h: &Harness) -> String {
 }
 
 /// `POST path` as guest 100's controller, in a thread of its own (the agent may be frozen).
-fn post(
+pub(crate) fn post(
     h: &Harness,
     port: u16,
     token: &str,
@@ -85,7 +85,7 @@ fn post(
 }
 
 /// Waits for the local API to answer (the daemon is up and has recovered).
-fn wait_listening(h: &Harness, port: u16, token: &str) {
+pub(crate) fn wait_listening(h: &Harness, port: u16, token: &str) {
     let up = wait_for(Duration::from_secs(30), || {
         let (code, out, _) = cli(&h.config, &["fingerprint"]);
         if code != 0 {
@@ -111,7 +111,7 @@ fn wait_listening(h: &Harness, port: u16, token: &str) {
 }
 
 /// The local-API ops of guest 100 once none is unfinished.
-fn settled(h: &Harness) -> Vec<journal::OpRecord> {
+pub(crate) fn settled(h: &Harness) -> Vec<journal::OpRecord> {
     let ops = wait_for(Duration::from_secs(60), || {
         let j = journal::Journal::open_read_only(&h.state()).ok()?;
         j.unfinished_ops().ok()?.is_empty().then_some(())?;
