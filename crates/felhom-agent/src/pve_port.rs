@@ -11,7 +11,8 @@ use pve::{
 
 use reconcile::normalize;
 use reconcile::{
-    DestroyAuthority, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, TaskEnd,
+    Condition, DestroyAuthority, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError,
+    TaskEnd,
 };
 
 /// The engine's Proxmox port on a `pve::Client`.
@@ -81,7 +82,7 @@ impl Proxmox for PveProxmox {
             .filter_map(|r| {
                 Some(GuestState {
                     vmid: u32::try_from(r.vmid?).ok()?,
-                    status: r.status.unwrap_or_default(),
+                    status: Condition::from_pve(r.status.as_deref().unwrap_or_default()),
                     lock: r.lock.filter(|l| !l.is_empty()),
                     name: r.name,
                 })
@@ -97,7 +98,7 @@ impl Proxmox for PveProxmox {
             .map_err(map("guest status", v))?;
         Ok(GuestState {
             vmid: v,
-            status: s.status,
+            status: Condition::from_pve(&s.status),
             lock: s.lock.filter(|l| !l.is_empty()),
             name: s.name,
         })

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 
 use crate::gate::DestroyAuthority;
 use crate::ports::{
-    FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, StoreError, TaskEnd,
+    Condition, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store,
+    StoreError, TaskEnd,
 };
 
 /// The token user the fake's tasks run as (what recovery filters the task list by).
@@ -308,7 +309,7 @@ impl Proxmox for FakeProxmox {
             .iter()
             .map(|(vmid, g)| GuestState {
                 vmid: *vmid,
-                status: g.status.clone(),
+                status: Condition::from_pve(&g.status),
                 lock: g.lock.clone(),
                 name: g.config.get("hostname").cloned(),
             })
@@ -325,7 +326,7 @@ impl Proxmox for FakeProxmox {
             .ok_or(ProxmoxError::NoSuchGuest { vmid })?;
         Ok(GuestState {
             vmid,
-            status: g.status.clone(),
+            status: Condition::from_pve(&g.status),
             lock: g.lock.clone(),
             name: g.config.get("hostname").cloned(),
         })

@@ -66,7 +66,8 @@ pub use handle::{EngineHandle, GuestOp, OpFailure, OpTicket, Origin, SubmitError
 pub use jobs::{JobOutcome, JobResult};
 pub use plan::{plan, GuestPlan, Note, Plan, Step};
 pub use ports::{
-    FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store, StoreError, TaskEnd,
+    Condition, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store,
+    StoreError, TaskEnd,
 };
 pub use preview::{preview, ClassifiedOp, Preview, Verdict};
 pub use queue::{Busy, GuestQueues, Reservation, Turn, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};

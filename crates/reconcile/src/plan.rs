@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::actual::Actual;
 use crate::desired::{DesiredState, PowerState};
 use crate::normalize;
-use crate::ports::GuestConfig;
+use crate::ports::{Condition, GuestConfig};
 
 /// One step of an op on one guest: one mutating Proxmox call and, for task calls, the wait
 /// for its task. Every guest mutation of the agent is one of these, run by [`crate::Executor`].
@@ -228,13 +228,13 @@ pub fn plan(
             });
             continue;
         }
-        let running = match guest.status.as_str() {
-            "running" => true,
-            "stopped" => false,
-            other => {
+        let running = match &guest.status {
+            Condition::Running => true,
+            Condition::Stopped => false,
+            Condition::Other(other) => {
                 out.notes.push(Note::OddStatus {
                     vmid,
-                    status: other.to_owned(),
+                    status: other.clone(),
                 });
                 continue;
             }
@@ -308,7 +308,7 @@ mod tests {
     fn guest(vmid: u32, status: &str) -> GuestState {
         GuestState {
             vmid,
-            status: status.into(),
+            status: Condition::from_pve(status),
             lock: None,
             name: None,
         }

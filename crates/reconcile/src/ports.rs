@@ -14,13 +14,51 @@ use pve::{SnapshotName, Upid};
 
 use crate::gate::DestroyAuthority;
 
+/// A guest's power condition as PVE reports it (`status` of `/cluster/resources` or
+/// `status/current`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `running`.
+    Running,
+    /// `stopped`.
+    Stopped,
+    /// Anything else PVE says (a transitional or unknown state): the planner waits.
+    Other(String),
+}
+
+impl Condition {
+    /// From PVE's word.
+    pub fn from_pve(word: &str) -> Self {
+        match word {
+            "running" => Condition::Running,
+            "stopped" => Condition::Stopped,
+            other => Condition::Other(other.to_owned()),
+        }
+    }
+
+    /// PVE's word.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Condition::Running => "running",
+            Condition::Stopped => "stopped",
+            Condition::Other(word) => word,
+        }
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A guest as the node lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestState {
     /// Guest id.
     pub vmid: u32,
-    /// `running`, `stopped`, … as PVE says.
-    pub status: String,
+    /// Running, stopped, or what else PVE says.
+    pub status: Condition,
     /// Config lock, if any.
     pub lock: Option<String>,
     /// Hostname.
@@ -28,9 +66,9 @@ pub struct GuestState {
 }
 
 impl GuestState {
-    /// `status == "running"`.
+    /// Whether it runs.
     pub fn is_running(&self) -> bool {
-        self.status == "running"
+        self.status == Condition::Running
     }
 }
 
