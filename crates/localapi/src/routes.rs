@@ -25,6 +25,7 @@ use pve::{SnapshotName, Vmid};
 use serde::Serialize;
 
 use crate::gate;
+use crate::request;
 use crate::policy::backup_due;
 use crate::ports::{
     Audit, Clock, GuestMount, GuestOps, GuestView, OpError, PortError, TokenId, TokenStore,
@@ -201,7 +202,7 @@ async fn snapshot(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Handler {
-    let name = gate::snapshot_name(&body)?;
+    let name = request::snapshot_name(&body)?;
     let done = app
         .ports
         .ops
@@ -228,7 +229,7 @@ async fn rollback(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Handler {
-    let name: SnapshotName = gate::snapshot_name(&body)?;
+    let name: SnapshotName = request::snapshot_name(&body)?;
     // Only to a snapshot of this guest: the list is the caller's own.
     let known = app
         .ports
@@ -262,7 +263,7 @@ async fn backup(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Handler {
-    gate::empty_object(&body)?;
+    request::empty_object(&body)?;
     let accepted = app.ports.ops.backup(caller.vmid).await.map_err(op_failed)?;
     Ok(success(
         StatusCode::ACCEPTED,
