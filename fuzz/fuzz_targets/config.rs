@@ -27,7 +27,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             Some(i) => (&entry[..i], &entry[i + 1..]),
             None => (entry, &[][..]),
         };
-        env.push((OsString::from_vec(name.to_vec()), OsString::from_vec(value.to_vec())));
+        env.push((
+            OsString::from_vec(name.to_vec()),
+            OsString::from_vec(value.to_vec()),
+        ));
     }
     let _ = felhom_agent::config::parse(Path::new("/etc/felhom-agent/config.json"), text, &env);
 });

@@ -22,7 +22,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // The round trip holds for what the client appends: a key that is a plain word, a value
     // from a property string (no comma, no outer whitespace).
     let plain_key = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric());
-    if plain_key && !value.contains(',') && value.trim() == value && pve::property_value(s, key).is_none() {
+    if plain_key
+        && !value.contains(',')
+        && value.trim() == value
+        && pve::property_value(s, key).is_none()
+    {
         let mut rendered = s.to_owned();
         pve::append_property(&mut rendered, key, value);
         assert_eq!(pve::property_value(&rendered, key), Some(value));

@@ -29,5 +29,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     assert_eq!(again.id(), upid.id());
     assert_eq!(again.user(), upid.user());
     let json = serde_json::to_string(&upid).expect("a UPID serializes");
-    assert_eq!(serde_json::from_str::<pve::Upid>(&json).expect("and parses back"), upid);
+    assert_eq!(
+        serde_json::from_str::<pve::Upid>(&json).expect("and parses back"),
+        upid
+    );
 });

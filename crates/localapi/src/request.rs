@@ -224,7 +224,9 @@ mod tests {
         assert!(!err.is_guest_id_attempt());
         assert!(check_body_fields("GET /storage", b"").is_ok());
         assert_eq!(
-            check_body_fields("GET /storage", b"nope").unwrap_err().code(),
+            check_body_fields("GET /storage", b"nope")
+                .unwrap_err()
+                .code(),
             Code::BadRequest
         );
     }

@@ -25,13 +25,13 @@ use pve::{SnapshotName, Vmid};
 use serde::Serialize;
 
 use crate::gate;
-use crate::request;
 use crate::policy::backup_due;
 use crate::ports::{
     Audit, Clock, GuestMount, GuestOps, GuestView, OpError, PortError, TokenId, TokenStore,
 };
 use crate::ratelimit::{Limiter, RateLimit};
 use crate::reply::{rfc3339, success, ApiError, Code};
+use crate::request;
 
 /// The routes, as `(method, path)`. Anything else is 404 or 405.
 pub const ROUTES: [(&str, &str); 7] = [

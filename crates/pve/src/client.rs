@@ -296,7 +296,11 @@ pub fn decode_answer(
 
 /// The `data` of an answer as the typed value the endpoint returns (lenient where PVE is:
 /// numbers as strings, 0/1 booleans); a shape mismatch is [`Error::Decode`].
-pub fn decode_data<T: DeserializeOwned>(method: &'static str, path: &str, data: Value) -> Result<T> {
+pub fn decode_data<T: DeserializeOwned>(
+    method: &'static str,
+    path: &str,
+    data: Value,
+) -> Result<T> {
     serde_json::from_value(data).map_err(|e| Error::Decode {
         method,
         path: path.to_owned(),

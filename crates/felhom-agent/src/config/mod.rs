@@ -272,11 +272,7 @@ impl Parsed {
 /// checked against the key table, the `FELHOM_AGENT_*` variables of `env` applied on top, and
 /// the merged tree typed. No I/O, so the fuzz target `config` and the property tests feed
 /// exactly what the daemon runs on its configuration.
-pub fn parse(
-    path: &Path,
-    text: &str,
-    env: &[(OsString, OsString)],
-) -> Result<Parsed, ConfigError> {
+pub fn parse(path: &Path, text: &str, env: &[(OsString, OsString)]) -> Result<Parsed, ConfigError> {
     let mut layered = layer::from_file(path, text)?;
     layer::overlay_env(&mut layered, env)?;
     // The table check above covers every key and shape, so this only fails if the table and
@@ -340,7 +336,10 @@ mod tests {
             let key = (0..keys::KEYS.len()).prop_map(|i| keys::KEYS[i].env_name());
             prop_oneof![
                 key.clone().prop_map(OsString::from),
-                (key.clone(), prop_oneof![Just("_FILE"), Just("_CREDENTIAL"), Just("_X")])
+                (
+                    key.clone(),
+                    prop_oneof![Just("_FILE"), Just("_CREDENTIAL"), Just("_X")]
+                )
                     .prop_map(|(k, s)| OsString::from(format!("{k}{s}"))),
                 "FELHOM_AGENT_[A-Z_]{0,20}".prop_map(OsString::from),
                 Just(OsString::from("CREDENTIALS_DIRECTORY")),
