@@ -210,6 +210,7 @@ impl Operators {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOPdsnCUJcGOI1sL8KgD1TgFex2EF/y0atwtHZuW8mZS test";
@@ -270,6 +271,42 @@ mod tests {
         ] {
             let err = Operators::parse(&file(entries)).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} !~ {needle}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        // The fuzz target `operators` feeds the same function (issue 19).
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let _ = Operators::parse(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_real_files(index in 0usize..400, byte in any::<u8>()) {
+            let mut bytes = file(serde_json::json!([
+                {"principal": "alice@example", "public_key": ED, "roles": ["operator", "support"]}
+            ]));
+            let i = index % bytes.len();
+            bytes[i] = byte;
+            if let Ok(ops) = Operators::parse(&bytes) {
+                // Whatever parses names each operator once, with at least one role.
+                for op in ops.iter() {
+                    prop_assert!(!op.roles().is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_entries(
+            principal in "\\PC{0,70}",
+            key in "(ssh-ed25519|ecdsa-sha2-nistp256|sk-ssh-ed25519@openssh.com|ssh-rsa) [A-Za-z0-9+/=]{0,120}( \\PC{0,10})?",
+            roles in proptest::collection::vec("operator|support|\\PC{0,8}", 0..4),
+        ) {
+            let _ = Operators::parse(&file(serde_json::json!([
+                {"principal": principal, "public_key": key, "roles": roles}
+            ])));
         }
     }
 }

@@ -155,31 +155,9 @@ impl HubClient {
             source,
         })?;
         let status = resp.status();
-        if status == StatusCode::NOT_MODIFIED {
-            if etag.is_none() {
-                return Err(garbage("directive", url, "304 to an unconditional request"));
-            }
-            debug!("directive not modified");
-            return Ok(Fetched::NotModified);
-        }
         let headers = resp.headers().clone();
         let body = read_bounded(resp, url, MAX_DIRECTIVE_BYTES, "directive").await?;
-        if status != StatusCode::OK {
-            return Err(status_error(status, url, &body));
-        }
-        let body = decode_body(&headers, body, url, MAX_DIRECTIVE_BYTES, "directive")?;
-        let directive = Directive::parse(&body).map_err(|p| match p {
-            DirectiveProblem::Garbage(reason) => garbage("directive", url, &reason),
-            DirectiveProblem::Version(version) => Error::UnsupportedVersion {
-                url: url.to_owned(),
-                version,
-            },
-        })?;
-        let etag = headers
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok(Fetched::Changed { directive, etag })
+        read_directive_answer(status, &headers, body, url, etag.is_some())
     }
 
     /// `POST …/report` with an encoded report.
@@ -205,20 +183,69 @@ impl HubClient {
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = read_bounded(resp, url, MAX_ACK_BYTES, "report ack").await?;
-        if status != StatusCode::OK {
-            return Err(status_error(status, url, &body));
-        }
-        let body = decode_body(&headers, body, url, MAX_ACK_BYTES, "report ack")?;
-        let ack: ReportAck = serde_json::from_slice(&body)
-            .map_err(|e| garbage("report ack", url, &e.to_string()))?;
-        if ack.v != PROTOCOL_VERSION {
-            return Err(Error::UnsupportedVersion {
-                url: url.to_owned(),
-                version: u64::from(ack.v),
-            });
-        }
-        Ok(ack)
+        read_ack_answer(status, &headers, body, url)
     }
+}
+
+/// How [`HubClient::fetch_directive`] reads the hub's answer once the body is in memory
+/// (already bounded to [`MAX_DIRECTIVE_BYTES`]): 304 only to a `conditional` request, any
+/// status but 200 an error, `Content-Encoding` gzip or identity (gunzipped within the bound),
+/// then [`Directive::parse`] and the `ETag`. Pure, so the fuzz target `hub_answer` feeds
+/// exactly what the client runs.
+pub fn read_directive_answer(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    url: &str,
+    conditional: bool,
+) -> Result<Fetched, Error> {
+    if status == StatusCode::NOT_MODIFIED {
+        if !conditional {
+            return Err(garbage("directive", url, "304 to an unconditional request"));
+        }
+        debug!("directive not modified");
+        return Ok(Fetched::NotModified);
+    }
+    if status != StatusCode::OK {
+        return Err(status_error(status, url, &body));
+    }
+    let body = decode_body(headers, body, url, MAX_DIRECTIVE_BYTES, "directive")?;
+    let directive = Directive::parse(&body).map_err(|p| match p {
+        DirectiveProblem::Garbage(reason) => garbage("directive", url, &reason),
+        DirectiveProblem::Version(version) => Error::UnsupportedVersion {
+            url: url.to_owned(),
+            version,
+        },
+    })?;
+    let etag = headers
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(Fetched::Changed { directive, etag })
+}
+
+/// How [`HubClient::post_report`] reads the hub's acknowledgement once the body is in memory
+/// (bounded to 64 KiB): status 200, gzip or identity, a v1 [`ReportAck`]. Pure, like
+/// [`read_directive_answer`].
+pub fn read_ack_answer(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    url: &str,
+) -> Result<ReportAck, Error> {
+    if status != StatusCode::OK {
+        return Err(status_error(status, url, &body));
+    }
+    let body = decode_body(headers, body, url, MAX_ACK_BYTES, "report ack")?;
+    let ack: ReportAck =
+        serde_json::from_slice(&body).map_err(|e| garbage("report ack", url, &e.to_string()))?;
+    if ack.v != PROTOCOL_VERSION {
+        return Err(Error::UnsupportedVersion {
+            url: url.to_owned(),
+            version: u64::from(ack.v),
+        });
+    }
+    Ok(ack)
 }
 
 impl HubApi for HubClient {

@@ -223,6 +223,26 @@ mod tests {
         ));
     }
 
+    /// Fuzz target `hub_directive` (2026-12-03): a 64-digit number inside `desired` parsed to
+    /// one f64, serialized, and parsed back to another, so a directive was not equal to its
+    /// own re-serialization. Fixed by serde_json's `float_roundtrip` (workspace Cargo.toml).
+    #[test]
+    fn regression_long_float_survives_a_round_trip() {
+        let mut body = ok_body();
+        let long: serde_json::Value = serde_json::from_str(
+            "1666666646666666666666666666666666666666666666666666666666666666",
+        )
+        .unwrap();
+        body["desired"]["v"] = long;
+        let d = Directive::parse(body.to_string().as_bytes()).unwrap();
+        let again = Directive::parse(&serde_json::to_vec(&d).unwrap()).unwrap();
+        assert_eq!(again, d);
+        let text = r#"{"v":1,"generation":3,"desired":{"v":1666666646666666666666666666666666666666666666666666666666666666,"generation":3,"guests":[]},"ops":[],"config":{"poll_interval_s":30,"jitter_s":5,"update_window":null},"ack":{"audit_seq":7}}"#;
+        let d = Directive::parse(text.as_bytes()).unwrap();
+        let again = Directive::parse(&serde_json::to_vec(&d).unwrap()).unwrap();
+        assert_eq!(again, d);
+    }
+
     #[test]
     fn poll_interval_is_clamped() {
         let mut c = HubDirectedConfig {

@@ -25,7 +25,9 @@ mod poll;
 mod report;
 
 pub use backoff::{Backoff, Rng, MIN_DELAY};
-pub use client::{ClientOptions, HubClient, MAX_DIRECTIVE_BYTES};
+pub use client::{
+    read_ack_answer, read_directive_answer, ClientOptions, HubClient, MAX_DIRECTIVE_BYTES,
+};
 pub use directive::{
     Directive, DirectiveProblem, HubDirectedConfig, UpdateWindow, MAX_POLL_INTERVAL,
     MIN_POLL_INTERVAL,

@@ -7,8 +7,9 @@
 //! take (400 `unexpected_parameter`), then run the handler within its time bound (504). Every
 //! call, refused or not, ends in exactly one [`AuditEvent`].
 //!
-//! Nothing here logs the Authorization header, the token or raw client bytes: parameter names
-//! and snapshot names go through [`printable`] first.
+//! The parsing of what the client sent (the bearer header, the query, the body) is in
+//! [`crate::request`], pure; this module is the I/O and the order. Nothing here logs the
+//! Authorization header, the token or raw client bytes.
 
 use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
@@ -20,22 +21,13 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use pve::SnapshotName;
-use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use crate::ports::AuditEvent;
 use crate::reply::{ApiError, Code, Outcome};
+use crate::request;
 use crate::routes::{AppState, Caller, ROUTES};
 use crate::token;
-
-/// Body fields each route takes; every other field is refused.
-fn allowed_fields(route: &str) -> &'static [&'static str] {
-    match route {
-        "POST /snapshot" | "POST /rollback" => &["name"],
-        _ => &[],
-    }
-}
 
 /// `"POST /snapshot"` for a route, `"other"` for anything else (no client bytes in labels).
 fn route_label(method: &Method, path: &str) -> &'static str {
@@ -54,45 +46,6 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         .find(|((m, p), _)| *m == method.as_str() && *p == path)
         .map(|(_, label)| label)
         .unwrap_or("other")
-}
-
-/// Parameter names that try to pick a guest (or the host, or storage): a compromised
-/// controller probing beyond its own guest. Such attempts are flagged in the audit event.
-pub(crate) fn looks_like_guest_id(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    const EXACT: [&str; 14] = [
-        "id",
-        "vm",
-        "ct",
-        "lxc",
-        "node",
-        "host",
-        "target",
-        "storage",
-        "pool",
-        "container",
-        "guest",
-        "guests",
-        "vmids",
-        "uuid",
-    ];
-    EXACT.contains(&n.as_str())
-        || n.contains("vmid")
-        || n.contains("guest")
-        || (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// A client-supplied name, safe for a log line: short names of plain characters as they are,
-/// anything else only by length (a pasted token is 85 bytes and never printed).
-pub(crate) fn printable(name: &str) -> String {
-    let plain = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if plain && name.len() <= 24 {
-        name.to_owned()
-    } else {
-        format!("<{} bytes>", name.len())
-    }
 }
 
 /// The middleware.
@@ -150,12 +103,12 @@ async fn admit(
     }
 
     if let Some(query) = req.uri().query().filter(|q| !q.is_empty()) {
-        return Err(unexpected_query(query));
+        return Err(request::query_refusal(query));
     }
 
     let (mut parts, body) = req.into_parts();
     let bytes = read_body(&parts.headers, body, &app.limits).await?;
-    check_body_fields(route, &bytes)?;
+    request::check_body_fields(route, &bytes)?;
     parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
@@ -177,12 +130,7 @@ async fn authenticate(
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(refuse("no authorization header"));
     };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(token::parse);
-    let Some(presented) = presented else {
+    let Some(presented) = request::bearer(value) else {
         return Err(refuse("malformed bearer token"));
     };
     let tokens = app.ports.tokens.as_ref();
@@ -226,19 +174,6 @@ async fn authenticate(
     })
 }
 
-fn unexpected_query(query: &str) -> ApiError {
-    let names: Vec<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .map(|pairs| pairs.into_iter().map(|(k, _)| k).collect())
-        .unwrap_or_default();
-    let guest = names.iter().any(|n| looks_like_guest_id(n));
-    let shown: Vec<String> = names.iter().take(8).map(|n| printable(n)).collect();
-    ApiError::new(
-        Code::UnexpectedParameter,
-        format!("query parameters {shown:?} refused; routes take none"),
-    )
-    .guest_id_attempt(guest)
-}
-
 /// Reads the whole body, at most `body_max_bytes`, within `body_timeout`.
 async fn read_body(
     headers: &axum::http::HeaderMap,
@@ -246,10 +181,7 @@ async fn read_body(
     limits: &crate::routes::Limits,
 ) -> Result<Bytes, ApiError> {
     let max = limits.body_max_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = request::declared_length(headers);
     if declared.is_some_and(|n| n > max as u64) {
         return Err(ApiError::new(
             Code::PayloadTooLarge,
@@ -291,62 +223,6 @@ async fn collect_limited(mut body: Body, max: usize) -> Result<Bytes, BodyError>
             }
         }
     }
-}
-
-fn json_object(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::new(Code::BadRequest, "body is not a json object")),
-        Err(_) => Err(ApiError::new(Code::BadRequest, "body is not json")),
-    }
-}
-
-fn check_body_fields(route: &str, bytes: &Bytes) -> Result<(), ApiError> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    let map = json_object(bytes)?;
-    let allowed = allowed_fields(route);
-    let unexpected: Vec<&String> = map
-        .keys()
-        .filter(|k| !allowed.contains(&k.as_str()))
-        .collect();
-    if unexpected.is_empty() {
-        return Ok(());
-    }
-    let guest = unexpected.iter().any(|k| looks_like_guest_id(k));
-    let shown: Vec<String> = unexpected.iter().take(8).map(|k| printable(k)).collect();
-    Err(ApiError::new(
-        Code::UnexpectedParameter,
-        format!("body fields {shown:?} refused by {route}"),
-    )
-    .guest_id_attempt(guest))
-}
-
-/// `{"name": "…"}` with a name PVE accepts (pve-configid, 2 to 40 characters, not `current`
-/// or `vzdump`). Path tricks (`../x`, `a/b`, `%2e%2e`) and look-alike Unicode fail that rule.
-pub(crate) fn snapshot_name(bytes: &Bytes) -> Result<SnapshotName, ApiError> {
-    let map = json_object(bytes)?;
-    let Some(Value::String(name)) = map.get("name") else {
-        return Err(ApiError::new(
-            Code::BadRequest,
-            "body needs a string \"name\"",
-        ));
-    };
-    name.parse().map_err(|_| {
-        ApiError::new(
-            Code::BadRequest,
-            format!("snapshot name {} breaks proxmox's rule", printable(name)),
-        )
-    })
-}
-
-/// The body of `POST /backup`: empty or `{}` (fields were refused by the gate already).
-pub(crate) fn empty_object(bytes: &Bytes) -> Result<(), ApiError> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    json_object(bytes).map(drop)
 }
 
 fn finish(
@@ -431,84 +307,5 @@ mod tests {
         assert_eq!(route_label(&Method::POST, "/backup/status"), "other");
         assert_eq!(route_label(&Method::GET, "/backup/status/"), "other");
         assert_eq!(route_label(&Method::GET, "/../storage"), "other");
-    }
-
-    #[test]
-    fn guest_like_names() {
-        for n in [
-            "vmid",
-            "VMID",
-            "vmids",
-            "target_vmid",
-            "guest",
-            "guest_id",
-            "id",
-            "node",
-            "101",
-            "storage",
-        ] {
-            assert!(looks_like_guest_id(n), "{n}");
-        }
-        for n in ["name", "force", "description", "x"] {
-            assert!(!looks_like_guest_id(n), "{n}");
-        }
-    }
-
-    #[test]
-    fn printable_hides_long_or_odd_names() {
-        assert_eq!(printable("vmid"), "vmid");
-        assert_eq!(printable("a/b"), "<3 bytes>");
-        let token = format!("fla_{}_{}", "0".repeat(16), "a".repeat(64));
-        assert_eq!(printable(&token), "<85 bytes>");
-    }
-
-    #[test]
-    fn snapshot_names_follow_pve_rule() {
-        let ok = |s: &str| {
-            snapshot_name(&Bytes::from(format!(
-                "{{\"name\":{}}}",
-                serde_json::to_string(s).unwrap()
-            )))
-        };
-        assert_eq!(ok("pre-deploy_1").unwrap().as_str(), "pre-deploy_1");
-        for bad in [
-            "../x",
-            "a/b",
-            "%2e%2e",
-            "..",
-            "x",
-            "current",
-            "vzdump",
-            "ѕnap",
-            "snap\u{0}",
-            "snap name",
-            "1snap",
-            &"a".repeat(41),
-        ] {
-            assert!(ok(bad).is_err(), "{bad:?}");
-        }
-        assert!(snapshot_name(&Bytes::from_static(b"{\"name\":5}")).is_err());
-        assert!(snapshot_name(&Bytes::from_static(b"[]")).is_err());
-        assert!(snapshot_name(&Bytes::new()).is_err());
-    }
-
-    #[test]
-    fn body_fields_are_checked_per_route() {
-        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
-        assert!(check_body_fields("POST /snapshot", &b(r#"{"name":"a1"}"#)).is_ok());
-        let err =
-            check_body_fields("POST /snapshot", &b(r#"{"name":"a1","vmid":102}"#)).unwrap_err();
-        assert_eq!(err.code, Code::UnexpectedParameter);
-        assert!(err.guest_id_attempt);
-        let err = check_body_fields("POST /backup", &b(r#"{"force":true}"#)).unwrap_err();
-        assert_eq!(err.code, Code::UnexpectedParameter);
-        assert!(!err.guest_id_attempt);
-        assert!(check_body_fields("GET /storage", &b("")).is_ok());
-        assert_eq!(
-            check_body_fields("GET /storage", &b("nope"))
-                .unwrap_err()
-                .code,
-            Code::BadRequest
-        );
     }
 }

@@ -11,7 +11,7 @@
 //! traits offer for its own vmid.
 //!
 //! Start reading at [`routes::app`] (the router), then `gate.rs` (authentication, limits,
-//! audit), then [`ports`]. `docs/local-api.md` is the controller-facing reference.
+//! audit) and [`request`] (what it parses from the client), then [`ports`]. `docs/local-api.md` is the controller-facing reference.
 
 pub mod error;
 pub mod fakes;
@@ -20,6 +20,7 @@ pub mod policy;
 pub mod ports;
 pub mod ratelimit;
 pub mod reply;
+pub mod request;
 pub mod routes;
 pub mod server;
 pub mod tls;

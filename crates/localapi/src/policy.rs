@@ -444,5 +444,34 @@ mod tests {
                 prop_assert!(next > at(last));
             }
         }
+
+        // The schedule and backup-section parsers never panic (issue 19; the fuzz target
+        // `desired` feeds the section through the daemon's parser), and what parses renders
+        // and parses back unchanged.
+        #[test]
+        fn schedule_never_panics_and_round_trips(s in "\\PC{0,8}|[0-9:]{0,6}|hourly|daily|weekly") {
+            if let Ok(sched) = s.parse::<Schedule>() {
+                prop_assert_eq!(sched.to_string().parse::<Schedule>().unwrap(), sched);
+            }
+        }
+
+        #[test]
+        fn section_never_panics_and_round_trips(
+            key in "[0-9]{1,10}|\\PC{0,6}",
+            schedule in "hourly|[0-9]{2}:[0-9]{2}|\\PC{0,6}",
+            target in "[a-z][a-z0-9._-]{0,8}|\\PC{0,8}",
+            keep_last in any::<i64>(),
+            extra in prop::option::of("[a-z]{1,6}"),
+        ) {
+            let mut policy = serde_json::json!({"schedule": schedule, "target": target, "keep_last": keep_last});
+            if let Some(extra) = extra {
+                policy[extra] = 1.into();
+            }
+            let doc = serde_json::json!({"guests": {key: policy}});
+            if let Ok(section) = serde_json::from_value::<BackupSection>(doc) {
+                let back: BackupSection = serde_json::from_value(serde_json::to_value(&section).unwrap()).unwrap();
+                prop_assert_eq!(back, section);
+            }
+        }
     }
 }

@@ -74,9 +74,10 @@ impl Code {
     }
 }
 
-/// A refused or failed request.
+/// A refused or failed request: a stable [`Code`] for the client, a detail for the log and
+/// audit only.
 #[derive(Debug)]
-pub(crate) struct ApiError {
+pub struct ApiError {
     pub(crate) code: Code,
     pub(crate) status: StatusCode,
     /// For the log and audit only.
@@ -114,6 +115,21 @@ impl ApiError {
             status: StatusCode::REQUEST_TIMEOUT,
             ..ApiError::new(Code::Timeout, detail)
         }
+    }
+
+    /// The code the client sees.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The detail, for the log and the audit event only.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Whether the request tried to name a guest (flagged in the audit event).
+    pub fn is_guest_id_attempt(&self) -> bool {
+        self.guest_id_attempt
     }
 
     pub(crate) fn retry_after(mut self, after: Duration) -> Self {

@@ -31,6 +31,7 @@ use crate::ports::{
 };
 use crate::ratelimit::{Limiter, RateLimit};
 use crate::reply::{rfc3339, success, ApiError, Code};
+use crate::request;
 
 /// The routes, as `(method, path)`. Anything else is 404 or 405.
 pub const ROUTES: [(&str, &str); 7] = [
@@ -201,7 +202,7 @@ async fn snapshot(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Handler {
-    let name = gate::snapshot_name(&body)?;
+    let name = request::snapshot_name(&body)?;
     let done = app
         .ports
         .ops
@@ -228,7 +229,7 @@ async fn rollback(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Handler {
-    let name: SnapshotName = gate::snapshot_name(&body)?;
+    let name: SnapshotName = request::snapshot_name(&body)?;
     // Only to a snapshot of this guest: the list is the caller's own.
     let known = app
         .ports
@@ -262,7 +263,7 @@ async fn backup(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Handler {
-    gate::empty_object(&body)?;
+    request::empty_object(&body)?;
     let accepted = app.ports.ops.backup(caller.vmid).await.map_err(op_failed)?;
     Ok(success(
         StatusCode::ACCEPTED,

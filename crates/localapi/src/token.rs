@@ -50,9 +50,16 @@ impl MintedToken {
 }
 
 /// A token as a client presented it, well-formed but not yet verified.
-pub(crate) struct Presented {
+pub struct Presented {
     pub(crate) id: TokenId,
     secret: [u8; SECRET_LEN],
+}
+
+impl Presented {
+    /// The public id it claims (not verified).
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
 }
 
 impl fmt::Debug for Presented {
@@ -63,7 +70,7 @@ impl fmt::Debug for Presented {
 
 /// Parses `fla_<16 hex>_<64 hex>` (lower-case). Anything else, truncated or padded, is `None`:
 /// the caller answers 401 without saying what was wrong.
-pub(crate) fn parse(s: &str) -> Option<Presented> {
+pub fn parse(s: &str) -> Option<Presented> {
     // ASCII first: `split_at` below must not land inside a multi-byte character.
     if s.len() != TOKEN_LEN || !s.is_ascii() {
         return None;

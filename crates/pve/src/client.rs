@@ -158,11 +158,7 @@ impl Client {
         params: Params,
     ) -> Result<T> {
         let data = self.call_value(method.clone(), path, params).await?;
-        serde_json::from_value(data).map_err(|e| Error::Decode {
-            method: method_name(&method),
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })
+        decode_data(method_name(&method), path, data)
     }
 
     /// Like [`Client::call`] for endpoints that return a UPID or `null`.
@@ -174,11 +170,7 @@ impl Client {
     ) -> Result<TaskRef> {
         let m = method_name(&method);
         let data = self.call_value(method, path, params).await?;
-        TaskRef::from_data(&data).ok_or_else(|| Error::Decode {
-            method: m,
-            path: path.to_owned(),
-            detail: format!("expected a UPID or null, got {}", short(&data.to_string())),
-        })
+        decode_task_ref(m, path, &data)
     }
 
     pub(crate) async fn call_value(
@@ -214,10 +206,7 @@ impl Client {
             .unwrap_or_default();
         let body = read_body(resp, m, path, self.inner.request_timeout).await?;
         debug!(method = m, path, status, bytes = body.len(), "pve answered");
-        if status == 200 {
-            return decode_envelope(m, path, &body);
-        }
-        Err(classify(m, path, error_answer(status, &reason, &body)))
+        decode_answer(m, path, status, &reason, &body)
     }
 
     fn send_error(&self, method: &'static str, path: &str, e: reqwest::Error) -> Error {
@@ -286,6 +275,46 @@ async fn read_body(
             }
         }
     }
+}
+
+/// How the client reads one answer of PVE, once the body is in memory: a 200 must be the
+/// `{"data": …}` envelope (its `data` is returned), any other status becomes the classified
+/// [`Error`] built from the body's `message`/`errors` or the reason phrase. Pure (no I/O), so
+/// the fuzz target `pve_answer` feeds exactly what [`Client`] runs on every answer.
+pub fn decode_answer(
+    method: &'static str,
+    path: &str,
+    status: u16,
+    reason: &str,
+    body: &[u8],
+) -> Result<Value> {
+    if status == 200 {
+        return decode_envelope(method, path, body);
+    }
+    Err(classify(method, path, error_answer(status, reason, body)))
+}
+
+/// The `data` of an answer as the typed value the endpoint returns (lenient where PVE is:
+/// numbers as strings, 0/1 booleans); a shape mismatch is [`Error::Decode`].
+pub fn decode_data<T: DeserializeOwned>(
+    method: &'static str,
+    path: &str,
+    data: Value,
+) -> Result<T> {
+    serde_json::from_value(data).map_err(|e| Error::Decode {
+        method,
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// The `data` of a mutating call's answer: `null` (done synchronously) or a UPID string.
+pub fn decode_task_ref(method: &'static str, path: &str, data: &Value) -> Result<TaskRef> {
+    TaskRef::from_data(data).ok_or_else(|| Error::Decode {
+        method,
+        path: path.to_owned(),
+        detail: format!("expected a UPID or null, got {}", short(&data.to_string())),
+    })
 }
 
 fn decode_envelope(method: &'static str, path: &str, body: &[u8]) -> Result<Value> {

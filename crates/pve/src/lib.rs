@@ -38,10 +38,10 @@ mod vmid;
 mod vzdump;
 
 pub use access::PermissionMap;
-pub use client::{Client, ClientConfig};
+pub use client::{decode_answer, decode_data, decode_task_ref, Client, ClientConfig};
 pub use error::{error_chain, Error, ErrorChain, Result};
 pub use lxc::{CreateLxc, DestroyOptions, LxcStatus, RestoreLxc};
-pub use lxc_config::{property_value, ConfigUpdate, LxcConfig};
+pub use lxc_config::{append_property, property_value, ConfigUpdate, LxcConfig};
 pub use node::{
     ClusterResource, DiskInfo, MemoryCounters, NodeStatus, ResourceType, SmartAttribute, SmartInfo,
     UsbDevice, VersionInfo,

@@ -185,6 +185,17 @@ pub fn property_value<'a>(property_string: &'a str, key: &str) -> Option<&'a str
     })
 }
 
+/// Appends `key=value` to a property string: how [`Client::update_lxc_config`] resends the
+/// current `hwaddr` of a `netN`. When `key` was absent and `value` has no `,` and no outer
+/// whitespace, [`property_value`] reads `value` back (the fuzz target `pve_property_string`
+/// asserts it).
+pub fn append_property(property_string: &mut String, key: &str, value: &str) {
+    property_string.push(',');
+    property_string.push_str(key);
+    property_string.push('=');
+    property_string.push_str(value);
+}
+
 /// A config change: keys to set and keys to delete, optionally conditional on a `digest`.
 /// Values use PVE's option names and formats (`net0` is a property string).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -362,8 +373,7 @@ impl Client {
                     .map(str::to_owned);
                 if let (Some(mac), Some(Value::String(v))) = (mac, update.set.get_mut(&key)) {
                     debug!(%vmid, key = %key, "resending current hwaddr");
-                    v.push_str(",hwaddr=");
-                    v.push_str(&mac);
+                    append_property(v, "hwaddr", &mac);
                 }
             }
             if update.digest.is_none() {

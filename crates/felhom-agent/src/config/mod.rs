@@ -234,8 +234,47 @@ pub fn load(
         path: path.to_owned(),
         source,
     })?;
-    let mut layered = layer::from_file(path, &text)?;
-    layer::overlay_env(&mut layered, &env)?;
+    let parsed = parse(path, &text, &env)?;
+    let credentials_dir = env
+        .iter()
+        .find(|(k, _)| k == "CREDENTIALS_DIRECTORY")
+        .map(|(_, v)| PathBuf::from(v));
+    resolve::Resolver {
+        path,
+        origins: &parsed.origins,
+        credentials_dir: credentials_dir.as_deref(),
+    }
+    .resolve(parsed.raw)
+}
+
+/// The raw layer of a configuration: the file and the overlay as typed values, nothing
+/// resolved yet (no secret read, no path or URL checked).
+pub struct Parsed {
+    raw: raw::RawConfig,
+    origins: std::collections::BTreeMap<&'static str, Origin>,
+}
+
+// By hand: the keys and where they came from, never a value (an inline secret may be one).
+impl fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.origins.iter()).finish()
+    }
+}
+
+impl Parsed {
+    /// Every key that has a value, with where it came from.
+    pub fn origins(&self) -> impl Iterator<Item = (&'static str, &Origin)> {
+        self.origins.iter().map(|(k, o)| (*k, o))
+    }
+}
+
+/// The pure first half of [`load`]: `text` (the file at `path`, named in errors) parsed and
+/// checked against the key table, the `FELHOM_AGENT_*` variables of `env` applied on top, and
+/// the merged tree typed. No I/O, so the fuzz target `config` and the property tests feed
+/// exactly what the daemon runs on its configuration.
+pub fn parse(path: &Path, text: &str, env: &[(OsString, OsString)]) -> Result<Parsed, ConfigError> {
+    let mut layered = layer::from_file(path, text)?;
+    layer::overlay_env(&mut layered, env)?;
     // The table check above covers every key and shape, so this only fails if the table and
     // the raw types disagree; still an error, never a panic.
     let raw: raw::RawConfig =
@@ -244,16 +283,10 @@ pub fn load(
             origin: Origin::File(path.to_owned()),
             reason: err.to_string(),
         })?;
-    let credentials_dir = env
-        .iter()
-        .find(|(k, _)| k == "CREDENTIALS_DIRECTORY")
-        .map(|(_, v)| PathBuf::from(v));
-    resolve::Resolver {
-        path,
-        origins: &layered.origins,
-        credentials_dir: credentials_dir.as_deref(),
-    }
-    .resolve(raw)
+    Ok(Parsed {
+        raw,
+        origins: layered.origins,
+    })
 }
 
 #[cfg(test)]
@@ -287,5 +320,73 @@ mod tests {
         let raw: Result<raw::RawConfig, _> =
             serde_json::from_value(serde_json::Value::Object(tree));
         assert!(raw.is_ok(), "{:?}", raw.err());
+    }
+
+    mod never_panics {
+        use std::os::unix::ffi::OsStringExt;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const EXAMPLE: &str = include_str!("../../../../packaging/config.example.json");
+
+        /// Variable names: ours (every key, each secret form), near misses, and anything.
+        fn env_name() -> impl Strategy<Value = OsString> {
+            let key = (0..keys::KEYS.len()).prop_map(|i| keys::KEYS[i].env_name());
+            prop_oneof![
+                key.clone().prop_map(OsString::from),
+                (
+                    key.clone(),
+                    prop_oneof![Just("_FILE"), Just("_CREDENTIAL"), Just("_X")]
+                )
+                    .prop_map(|(k, s)| OsString::from(format!("{k}{s}"))),
+                "FELHOM_AGENT_[A-Z_]{0,20}".prop_map(OsString::from),
+                Just(OsString::from("CREDENTIALS_DIRECTORY")),
+                prop::collection::vec(any::<u8>(), 0..20).prop_map(OsString::from_vec),
+            ]
+        }
+
+        fn env_value() -> impl Strategy<Value = OsString> {
+            prop_oneof![
+                "\\PC{0,30}".prop_map(OsString::from),
+                "[0-9 ]{0,22}".prop_map(OsString::from),
+                "([0-9.:\\[\\]]{0,16},?){0,3}".prop_map(OsString::from),
+                prop::collection::vec(any::<u8>(), 0..20).prop_map(OsString::from_vec),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            // The fuzz target `config` feeds the same function (issue 19).
+            #[test]
+            fn on_arbitrary_text(text in "\\PC{0,300}") {
+                let _ = parse(Path::new("/etc/felhom-agent/config.json"), &text, &[]);
+            }
+
+            #[test]
+            fn on_mutated_example_and_any_overlay(
+                index in 0usize..2000,
+                byte in 0x20u8..0x7f,
+                env in prop::collection::vec((env_name(), env_value()), 0..5),
+            ) {
+                let mut text = EXAMPLE.as_bytes().to_vec();
+                let i = index % text.len();
+                text[i] = byte;
+                let text = String::from_utf8(text).unwrap();
+                let path = Path::new("/etc/felhom-agent/config.json");
+                let _ = parse(path, &text, &env);
+                if let Ok(parsed) = parse(path, EXAMPLE, &env) {
+                    // Every variable that applied is recorded as the origin of its key.
+                    for (name, _) in &env {
+                        let Some(name) = name.to_str() else { continue };
+                        if name.starts_with(keys::ENV_PREFIX) && name != keys::ENV_CONFIG {
+                            prop_assert!(parsed.origins().any(|(_, o)| *o == Origin::Env(name.to_owned())));
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -10,6 +10,9 @@ mod fake;
 mod errors;
 /// The fence: no process spawning in the source, no tokio "process" feature in the manifest.
 mod fence;
+/// "Never panics" properties of the answer parsers (UPID, property strings, task status and
+/// log, storage listings, guest config), the same functions the fuzz targets feed.
+mod parsers;
 /// Request encoding: JSON bodies, 0/1 booleans, path escaping, the hwaddr and description quirks.
 mod requests;
 /// `wait_task`: outcomes, failures with log tail, timeout, cancellation, transient errors.
