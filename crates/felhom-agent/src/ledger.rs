@@ -8,17 +8,13 @@ use authz::{Admission, Claim, LedgerError};
 pub struct JournalLedger<'a>(pub &'a mut journal::Journal);
 
 fn entry(event: &AuditEvent) -> journal::NewAuditEntry {
-    journal::NewAuditEntry {
-        at: event.at,
-        kind: "signed_op".to_owned(),
-        actor: event.actor.clone(),
-        action: event.action.clone(),
-        target: event.target.clone(),
-        op_id: event.op_id.clone(),
-        outcome: event.outcome.as_str().to_owned(),
-        reason: Some(event.reason.clone()),
-        detail: Some(event.detail.clone()).filter(|d| !d.is_empty()),
-    }
+    journal::NewAuditEntry::new(event.at, "signed_op", event.outcome.as_str())
+        .actor(&event.actor)
+        .action(&event.action)
+        .target(&event.target)
+        .op_id(&event.op_id)
+        .reason(&event.reason)
+        .detail(&event.detail)
 }
 
 impl authz::ReplayGuard for JournalLedger<'_> {

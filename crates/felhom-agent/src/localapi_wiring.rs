@@ -70,27 +70,6 @@ fn lock(journal: &Mutex<Journal>) -> MutexGuard<'_, Journal> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn entry(
-    actor: Option<String>,
-    action: &str,
-    vmid: Option<u32>,
-    op_id: Option<&str>,
-    outcome: &str,
-    detail: Option<String>,
-) -> NewAuditEntry {
-    NewAuditEntry {
-        at: now(),
-        kind: AUDIT_KIND.to_owned(),
-        actor,
-        action: Some(action.to_owned()),
-        target: vmid.map(|v| format!("vmid:{v}")),
-        op_id: op_id.map(str::to_owned),
-        outcome: outcome.to_owned(),
-        reason: None,
-        detail,
-    }
-}
-
 fn tokens_err(what: &str, source: JournalError) -> PortError {
     PortError::with_source("tokens", what, source)
 }
@@ -141,14 +120,11 @@ impl TokenStore for JournalTokens {
             created_at: unix(record.created_at),
             revoked_at: record.revoked_at.map(unix),
         };
-        let audit = entry(
-            Some(self.actor.to_owned()),
-            "token.mint",
-            Some(row.vmid),
-            None,
-            "ok",
-            Some(format!("token id {}", row.id)),
-        );
+        let audit = NewAuditEntry::new(now(), AUDIT_KIND, "ok")
+            .actor(self.actor)
+            .action("token.mint")
+            .vmid(row.vmid)
+            .detail(format!("token id {}", row.id));
         lock(&self.journal)
             .insert_local_api_token(&row, &audit)
             .map_err(|e| tokens_err("storing a token", e))
@@ -167,28 +143,21 @@ impl TokenStore for JournalTokens {
             .local_api_token(&id.to_string())
             .map_err(|e| tokens_err("reading a token", e))?
             .map(|t| t.vmid);
-        let audit = entry(
-            Some(self.actor.to_owned()),
-            "token.revoke",
-            vmid,
-            None,
-            "ok",
-            Some(format!("token id {id}")),
-        );
+        let audit = NewAuditEntry::new(now(), AUDIT_KIND, "ok")
+            .actor(self.actor)
+            .action("token.revoke")
+            .vmid(vmid)
+            .detail(format!("token id {id}"));
         journal
             .revoke_local_api_token(&id.to_string(), unix(at), &audit)
             .map_err(|e| tokens_err("revoking a token", e))
     }
 
     fn revoke_all(&self, vmid: Vmid, at: SystemTime) -> Result<usize, PortError> {
-        let audit = entry(
-            Some(self.actor.to_owned()),
-            "token.revoke_guest",
-            Some(vmid.get()),
-            None,
-            "ok",
-            None,
-        );
+        let audit = NewAuditEntry::new(now(), AUDIT_KIND, "ok")
+            .actor(self.actor)
+            .action("token.revoke_guest")
+            .vmid(vmid.get());
         lock(&self.journal)
             .revoke_local_api_tokens_of(vmid.get(), unix(at), &audit)
             .map_err(|e| tokens_err("revoking a guest's tokens", e))
@@ -246,19 +215,12 @@ pub fn audit_entry(event: &AuditEvent) -> NewAuditEntry {
         "peer": event.peer.map(|p| p.to_string()),
         "detail": event.detail,
     });
-    NewAuditEntry {
-        at: unix(event.at),
-        kind: AUDIT_KIND.to_owned(),
-        actor: event.token_id.map(|t| t.to_string()),
-        action: Some(event.route.clone()),
-        target: event.vmid.map(|v| format!("vmid:{}", v.get())),
-        op_id: None,
-        outcome: event.outcome.to_owned(),
-        reason: event
-            .guest_id_attempt
-            .then(|| "guest-id-attempt".to_owned()),
-        detail: Some(detail.to_string()),
-    }
+    NewAuditEntry::new(unix(event.at), AUDIT_KIND, event.outcome)
+        .actor(event.token_id.map(|t| t.to_string()))
+        .action(&event.route)
+        .vmid(event.vmid.map(|v| v.get()))
+        .reason(event.guest_id_attempt.then_some("guest-id-attempt"))
+        .detail(detail.to_string())
 }
 
 impl Audit for JournalAudit {
@@ -326,16 +288,16 @@ impl Shared {
         let Some(record) = record else {
             return Ok(None);
         };
-        let section = parse_backup_section(&record.body).map_err(|reason| {
-            PortError::new(
+        // The journal holds only accepted documents, so this parse succeeds unless the file
+        // was edited behind the agent's back; then no backup answer is better than a guess.
+        let doc = reconcile::parse_desired(record.body.as_bytes()).map_err(|e| {
+            PortError::with_source(
                 "guests",
-                format!(
-                    "backup section of desired state generation {}: {reason}",
-                    record.generation
-                ),
+                format!("parsing desired state generation {}", record.generation),
+                e,
             )
         })?;
-        let section = section.map(Arc::new);
+        let section = doc.backup.map(Arc::new);
         *cache = Some((record.generation, section.clone()));
         Ok(section)
     }
@@ -344,17 +306,6 @@ impl Shared {
         Ok(self
             .backup_section()?
             .and_then(|s| s.policy_for(vmid).cloned()))
-    }
-}
-
-/// The `backup` section of a desired-state document (`None` when it has none).
-pub fn parse_backup_section(body: &str) -> Result<Option<BackupSection>, String> {
-    let doc: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    match doc.get("backup") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(section) => serde_json::from_value(section.clone())
-            .map(Some)
-            .map_err(|e| e.to_string()),
     }
 }
 
@@ -655,24 +606,6 @@ pub async fn start_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backup_section_is_read_from_a_desired_body() {
-        assert_eq!(
-            parse_backup_section(r#"{"v":1,"guests":[]}"#).unwrap(),
-            None
-        );
-        let s = parse_backup_section(
-            r#"{"v":1,"backup":{"guests":{"101":{"schedule":"02:30","target":"backup-usb","keep_last":7}}}}"#,
-        )
-        .unwrap()
-        .unwrap();
-        let p = s.policy_for(Vmid::new(101).unwrap()).unwrap();
-        assert_eq!(p.target, "backup-usb");
-        assert!(s.policy_for(Vmid::new(102).unwrap()).is_none());
-        assert!(parse_backup_section(r#"{"backup":{"guests":{"x":{}}}}"#).is_err());
-        assert!(parse_backup_section(r#"{"backup":{"other":1}}"#).is_err());
-    }
 
     #[test]
     fn audit_entries_name_the_token_id_only() {

@@ -4,10 +4,12 @@
 //! Rules it keeps (seed §5, DESIGN §4.2a, peer-systems-notes §1 and §5):
 //! - Box-initiated only; the first poll waits a random 0–jitter delay, then every poll
 //!   interval plus up to `jitter`; never a busy loop ([`crate::backoff::MIN_DELAY`]).
-//! - The watch channel only ever moves forward: a garbled or failed fetch publishes nothing,
-//!   so the engine keeps reconciling the last accepted desired state through any hub outage.
-//!   A lower generation or the same generation with different content is refused here and
-//!   reported (`desired.rejected`); ops and config of such an answer still apply.
+//! - A garbled or failed fetch publishes nothing, so the engine keeps reconciling the last
+//!   accepted desired state through any hub outage. Whether a valid directive's desired state
+//!   is taken (its generation against the one in force) is not decided here: the loop
+//!   publishes what the hub sent and the engine applies the one rule
+//!   (`reconcile::accept`), whose refusal the report source puts in `desired.rejected`. Ops
+//!   and config of a directive apply whatever its desired state.
 //! - Reporting is decoupled from deciding (Mender's lesson): a failed report changes nothing
 //!   that was accepted; it only counts as a failure for the backoff.
 
@@ -23,7 +25,7 @@ use crate::backoff::{Backoff, Rng};
 use crate::directive::{Directive, HubDirectedConfig};
 use crate::encode::{encode_report, EncodedReport, MAX_REPORT_BYTES};
 use crate::health::Health;
-use crate::report::{Ack, HostReport, RejectedDesired, ReportAck};
+use crate::report::{Ack, HostReport, ReportAck};
 use crate::{Error, PROTOCOL_VERSION};
 
 /// The transport the loop needs; [`crate::HubClient`] is the real one.
@@ -59,8 +61,7 @@ pub enum Fetched {
 /// What the binary provides: the report body.
 pub trait ReportSource: Send + Sync {
     /// Assembles a report. The loop then sets `v`, `host_id`, `sent_at`, `agent` and
-    /// `desired.received_generation` itself (and `desired.rejected` when its own generation
-    /// check refused something and the source set none). Audit entries should start after
+    /// `desired.received_generation` itself. Audit entries should start after
     /// `ctx.audit_acked`.
     fn collect(&self, ctx: &CollectContext) -> impl Future<Output = HostReport> + Send;
     /// The hub stored audit entries up to `ack.audit_seq` (e.g. to persist it).
@@ -74,16 +75,16 @@ pub trait ReportSource: Send + Sync {
 pub struct CollectContext {
     /// Highest audit sequence the hub has acknowledged (0 = none).
     pub audit_acked: u64,
-    /// Generation held (the last accepted desired state).
+    /// Generation of the last desired state the hub sent (taken or not).
     pub received_generation: Option<u64>,
 }
 
-/// The accepted state of the hub, as published on the watch channel.
+/// The hub's last valid directive, as published on the watch channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     /// Generation of `desired` (0 with none).
     pub generation: u64,
-    /// The last accepted desired state (opaque; the reconcile crate parses it).
+    /// The desired state the hub sent (opaque; the reconcile crate parses and judges it).
     pub desired: Option<Arc<serde_json::Value>>,
     /// Signed ops currently queued at the hub (wire form). Dedupe by op id.
     pub ops: Arc<Vec<serde_json::Value>>,
@@ -191,7 +192,6 @@ pub struct PollLoop<H, S> {
     backoff: Backoff,
     etag: Option<String>,
     ack: Ack,
-    rejected: Option<RejectedDesired>,
     interval: Duration,
     jitter: Duration,
 }
@@ -218,7 +218,6 @@ impl<H: HubApi, S: ReportSource> PollLoop<H, S> {
             backoff: Backoff::new(opts.backoff_base),
             etag: None,
             ack: Ack::default(),
-            rejected: None,
             interval: opts.poll_interval,
             jitter: opts.jitter.min(opts.poll_interval),
             opts,
@@ -318,43 +317,10 @@ impl<H: HubApi, S: ReportSource> PollLoop<H, S> {
         self.health.set_poll_interval(interval);
 
         let held = self.tx.borrow().clone();
-        let (generation, desired) = match held.as_deref() {
-            Some(cur) if cur.desired.is_some() && d.generation < cur.generation => {
-                warn!(
-                    held = cur.generation,
-                    offered = d.generation,
-                    "hub offered an older generation; ignored"
-                );
-                self.rejected = Some(RejectedDesired {
-                    generation: d.generation,
-                    reason: format!("older than the held generation {}", cur.generation),
-                });
-                (cur.generation, cur.desired.clone())
-            }
-            Some(cur)
-                if cur.desired.is_some()
-                    && d.generation == cur.generation
-                    && cur.desired.as_deref() != d.desired.as_ref() =>
-            {
-                warn!(
-                    generation = d.generation,
-                    "hub changed the content of a held generation; rejected"
-                );
-                self.rejected = Some(RejectedDesired {
-                    generation: d.generation,
-                    reason: "same generation with different content".into(),
-                });
-                (cur.generation, cur.desired.clone())
-            }
-            _ => {
-                // The hub sends an acceptable directive again: an earlier refusal is over.
-                self.rejected = None;
-                (d.generation, d.desired.map(Arc::new))
-            }
-        };
+        let generation = d.generation;
         let next = Received {
             generation,
-            desired,
+            desired: d.desired.map(Arc::new),
             ops: Arc::new(d.ops),
             config: d.config,
         };
@@ -380,9 +346,6 @@ impl<H: HubApi, S: ReportSource> PollLoop<H, S> {
             report.versions.agent.clone_from(&self.opts.agent_version);
         }
         report.desired.received_generation = received_generation;
-        if report.desired.rejected.is_none() {
-            report.desired.rejected.clone_from(&self.rejected);
-        }
         let h = self.health.snapshot();
         report.agent.healthy = h.healthy;
         report.agent.last_fetch_age_s = h.last_fetch_age.map(|d| d.as_secs());

@@ -87,10 +87,11 @@ pub struct DesiredStatus {
     pub rejected: Option<RejectedDesired>,
 }
 
-/// A refused desired state (DESIGN §4.2a: same generation, different content; or invalid).
+/// A refused desired state (DESIGN §4.2a: an older generation, the same generation with
+/// different content, or an invalid document).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectedDesired {
-    /// Its generation.
+    /// Its generation (0 when the document has no readable one).
     pub generation: u64,
     /// Why it was refused.
     pub reason: String,

@@ -44,6 +44,108 @@ pub struct NewAuditEntry {
     pub detail: Option<String>,
 }
 
+/// One audit field: a value, or nothing (`Option`s pass through), so a builder call reads the
+/// same whether the caller has the value for sure or only maybe.
+pub trait AuditField {
+    /// The field as stored.
+    fn into_field(self) -> Option<String>;
+}
+
+impl AuditField for &str {
+    fn into_field(self) -> Option<String> {
+        Some(self.to_owned())
+    }
+}
+
+impl AuditField for String {
+    fn into_field(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl AuditField for &String {
+    fn into_field(self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl<T: AuditField> AuditField for Option<T> {
+    fn into_field(self) -> Option<String> {
+        self.and_then(AuditField::into_field)
+    }
+}
+
+impl<'a, T> AuditField for &'a Option<T>
+where
+    &'a T: AuditField,
+{
+    fn into_field(self) -> Option<String> {
+        self.as_ref().and_then(AuditField::into_field)
+    }
+}
+
+/// The one way every part of the agent builds an entry: the kind, the outcome and the time
+/// are required, the rest is named (never positional), and a guest target is always written
+/// `vmid:N`.
+impl NewAuditEntry {
+    /// An entry of `kind` with `outcome`, at `at` (Unix seconds).
+    pub fn new(at: i64, kind: impl Into<String>, outcome: impl Into<String>) -> Self {
+        NewAuditEntry {
+            at,
+            kind: kind.into(),
+            actor: None,
+            action: None,
+            target: None,
+            op_id: None,
+            outcome: outcome.into(),
+            reason: None,
+            detail: None,
+        }
+    }
+
+    /// Who asked.
+    pub fn actor(mut self, actor: impl AuditField) -> Self {
+        self.actor = actor.into_field();
+        self
+    }
+
+    /// The action asked for.
+    pub fn action(mut self, action: impl AuditField) -> Self {
+        self.action = action.into_field();
+        self
+    }
+
+    /// A guest as the target (`vmid:N`).
+    pub fn vmid(mut self, vmid: impl Into<Option<u32>>) -> Self {
+        self.target = vmid.into().map(|v| format!("vmid:{v}"));
+        self
+    }
+
+    /// Any other target.
+    pub fn target(mut self, target: impl AuditField) -> Self {
+        self.target = target.into_field();
+        self
+    }
+
+    /// The operation's id.
+    pub fn op_id(mut self, op_id: impl AuditField) -> Self {
+        self.op_id = op_id.into_field();
+        self
+    }
+
+    /// The machine-readable reason.
+    pub fn reason(mut self, reason: impl AuditField) -> Self {
+        self.reason = reason.into_field();
+        self
+    }
+
+    /// Human-readable detail; an empty one is none.
+    pub fn detail(mut self, detail: impl AuditField) -> Self {
+        self.detail = detail.into_field().filter(|d| !d.is_empty());
+        self
+    }
+}
+
 /// A stored entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -269,18 +371,49 @@ fn canonical(seq: i64, e: &NewAuditEntry) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_builder_names_every_field_and_writes_guest_targets_one_way() {
+        let none: Option<&str> = None;
+        // By reference, as a caller holding an event reads its fields.
+        let reason = Some("guest-id-attempt".to_owned());
+        let e = NewAuditEntry::new(7, "local_api", "ok")
+            .actor(Some("tok-1".to_owned()))
+            .action("snapshot.create")
+            .vmid(Some(101))
+            .op_id(none)
+            .reason(&reason)
+            .detail("");
+        assert_eq!(
+            e,
+            NewAuditEntry {
+                at: 7,
+                kind: "local_api".into(),
+                actor: Some("tok-1".into()),
+                action: Some("snapshot.create".into()),
+                target: Some("vmid:101".into()),
+                op_id: None,
+                outcome: "ok".into(),
+                reason: Some("guest-id-attempt".into()),
+                detail: None,
+            }
+        );
+        assert_eq!(NewAuditEntry::new(1, "k", "o").vmid(None).target, None);
+        assert_eq!(
+            NewAuditEntry::new(1, "k", "o")
+                .target("node")
+                .target
+                .as_deref(),
+            Some("node")
+        );
+    }
+
     pub(crate) fn entry(at: i64, outcome: &str, reason: &str) -> NewAuditEntry {
-        NewAuditEntry {
-            at,
-            kind: "signed_op".into(),
-            actor: Some("alice".into()),
-            action: Some("guest.destroy".into()),
-            target: Some("vmid:101".into()),
-            op_id: Some(format!("op-{at:08}")),
-            outcome: outcome.into(),
-            reason: Some(reason.into()),
-            detail: None,
-        }
+        NewAuditEntry::new(at, "signed_op", outcome)
+            .actor("alice")
+            .action("guest.destroy")
+            .vmid(101)
+            .op_id(format!("op-{at:08}"))
+            .reason(reason)
     }
 
     fn journal_with(n: i64) -> (tempfile::TempDir, Journal) {

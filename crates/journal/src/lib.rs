@@ -32,7 +32,7 @@ mod ops;
 mod schema;
 mod signed_ops;
 
-pub use audit::{AuditCheck, AuditEntry, BrokenLink, NewAuditEntry};
+pub use audit::{AuditCheck, AuditEntry, AuditField, BrokenLink, NewAuditEntry};
 pub use desired_states::{DesiredStateRecord, GuestRecord, NewDesiredState};
 pub use error::JournalError;
 pub use local_api::LocalApiToken;

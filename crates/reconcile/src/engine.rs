@@ -22,7 +22,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::actual::{Actual, ConfigCache};
 use crate::desired::{self, Acceptance, DesiredState};
-use crate::exec::{audit, now, ExecError, Executor, OpSpec};
+use crate::exec::{agent_entry, now, ExecError, Executor, OpSpec};
 use crate::handle::EngineHandle;
 use crate::jobs::{self, JobOutcome};
 use crate::plan::{Note, Step};
@@ -63,6 +63,12 @@ impl Default for EngineConfig {
 }
 
 /// The journal id of the pending op for `step` under `generation`.
+/// The `generation` a refused document claims, for the report; `None` when it has none.
+fn offered_generation(bytes: &[u8]) -> Option<u64> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    doc.get("generation")?.as_u64()
+}
+
 fn pending_op_id(step: &PendingStep, generation: Option<u64>) -> String {
     format!(
         "pending-{}-{}-g{}",
@@ -106,6 +112,15 @@ pub enum Ingest {
     },
 }
 
+/// A desired-state document the engine did not take, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// Its generation, when the document had a readable one.
+    pub generation: Option<u64>,
+    /// Why it was not taken.
+    pub reason: String,
+}
+
 /// A destroy (or other destructive step) waiting for an operator signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingStep {
@@ -134,8 +149,10 @@ pub struct EngineStatus {
     pub errors: BTreeMap<u32, String>,
     /// Guests on the node that the agent never managed.
     pub unmanaged: Vec<u32>,
-    /// The last desired-state documents that were not accepted.
-    pub desired_rejections: Vec<String>,
+    /// The last desired-state document that was offered and not taken (older or rejected);
+    /// `None` once one is accepted or the one in force is offered again. The hub report's
+    /// `desired.rejected` is this.
+    pub refused: Option<Refusal>,
     /// The last signed-job outcomes, newest last.
     pub signed: Vec<JobOutcome>,
     /// API reads of the last cycle (list + status + config reads).
@@ -302,8 +319,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                         accepted_at: now(),
                         vmids: doc.guests.keys().copied().collect(),
                     };
-                    let entry = audit("desired", Some("accept"), None, None, "accepted", None,
-                        Some(format!("generation {} sha256 {} from {}", doc.generation, doc.sha256, input.source)));
+                    let entry = agent_entry("desired", "accepted").action("accept").detail(format!("generation {} sha256 {} from {}", doc.generation, doc.sha256, input.source));
                     let adopted = self
                         .exec
                         .with_store(|s| s.accept_desired(&record, &entry))
@@ -311,7 +327,9 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                     info!(generation = doc.generation, adopted = adopted.len(), "desired state accepted");
                     let generation = doc.generation;
                     self.status.generation = Some(generation);
+                    self.status.refused = None;
                     self.desired = Some(Arc::new(doc));
+                    // Published with the next cycle: `generation` in the status means applied.
                     return Ok(Ingest::Accepted { generation });
                 }
             },
@@ -321,42 +339,38 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 generation,
                 current,
             } => {
-                let entry = audit(
-                    "desired",
-                    Some("accept"),
-                    None,
-                    None,
-                    "ignored",
-                    Some("older-generation"),
-                    Some(format!(
+                let entry = agent_entry("desired", "ignored")
+                    .action("accept")
+                    .reason("older-generation")
+                    .detail(format!(
                         "generation {generation} < {current} from {}",
                         input.source
-                    )),
-                );
+                    ));
                 self.exec
                     .with_store(|s| s.audit(&entry))
                     .map_err(EngineError::Journal)?;
                 info!(generation, current, "older desired state ignored");
+                self.status.refused = Some(Refusal {
+                    generation: Some(*generation),
+                    reason: format!("older than the generation in force {current}"),
+                });
             }
             Ingest::Rejected { reason } => {
-                let entry = audit(
-                    "desired",
-                    Some("accept"),
-                    None,
-                    None,
-                    "rejected",
-                    Some("invalid"),
-                    Some(format!("{reason} (from {})", input.source)),
-                );
+                let entry = agent_entry("desired", "rejected")
+                    .action("accept")
+                    .reason("invalid")
+                    .detail(format!("{reason} (from {})", input.source));
                 self.exec
                     .with_store(|s| s.audit(&entry))
                     .map_err(EngineError::Journal)?;
                 warn!(reason = %reason, "desired state rejected");
-                self.status.desired_rejections.push(reason.clone());
-                let excess = self.status.desired_rejections.len().saturating_sub(10);
-                self.status.desired_rejections.drain(..excess);
+                self.status.refused = Some(Refusal {
+                    generation: offered_generation(&input.bytes),
+                    reason: reason.clone(),
+                });
             }
-            _ => {}
+            Ingest::Unchanged => self.status.refused = None,
+            Ingest::Accepted { .. } => {}
         }
         self.publish();
         Ok(result)
@@ -635,18 +649,15 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             }],
             at: now(),
         };
-        let entry = audit(
-            "reconcile",
-            Some(&step.step),
-            Some(step.vmid),
-            Some(&op.op_id),
-            "pending_signature",
-            Some("needs-signature"),
-            Some(format!(
+        let entry = agent_entry("reconcile", "pending_signature")
+            .action(&step.step)
+            .vmid(step.vmid)
+            .op_id(&op.op_id)
+            .reason("needs-signature")
+            .detail(format!(
                 "{} on {}: {}",
                 step.action, step.target, step.reason
-            )),
-        );
+            ));
         let new = self
             .exec
             .with_store(|s| s.insert_op(&op, &entry))
@@ -681,15 +692,11 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             } else {
                 ("no-longer-needed", "no longer planned")
             };
-            let entry = audit(
-                "reconcile",
-                Some("op"),
-                Some(op.vmid),
-                Some(&op.op_id),
-                "abandoned",
-                Some(reason),
-                None,
-            );
+            let entry = agent_entry("reconcile", "abandoned")
+                .action("op")
+                .vmid(op.vmid)
+                .op_id(&op.op_id)
+                .reason(reason);
             self.exec
                 .with_store(|s| {
                     s.finish_op(&op.op_id, OpStatus::Abandoned, Some(detail), now(), &entry)

@@ -22,27 +22,10 @@ pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// An audit entry of the engine.
-pub(crate) fn audit(
-    kind: &str,
-    action: Option<&str>,
-    vmid: Option<u32>,
-    op_id: Option<&str>,
-    outcome: &str,
-    reason: Option<&str>,
-    detail: Option<String>,
-) -> NewAuditEntry {
-    NewAuditEntry {
-        at: now(),
-        kind: kind.to_owned(),
-        actor: Some("agent".to_owned()),
-        action: action.map(str::to_owned),
-        target: vmid.map(|v| format!("vmid:{v}")),
-        op_id: op_id.map(str::to_owned),
-        outcome: outcome.to_owned(),
-        reason: reason.map(str::to_owned),
-        detail,
-    }
+/// An entry the agent writes on its own account, stamped now; the rest is named with the
+/// journal's builder.
+pub(crate) fn agent_entry(kind: &str, outcome: &str) -> NewAuditEntry {
+    NewAuditEntry::new(now(), kind, outcome).actor("agent")
 }
 
 /// Why an op did not succeed.
@@ -181,15 +164,11 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             .map(Step::describe)
             .collect::<Vec<_>>()
             .join(" -> ");
-        audit(
-            spec.kind.as_str(),
-            Some("op"),
-            Some(spec.vmid),
-            Some(&spec.op_id),
-            "planned",
-            None,
-            Some(detail),
-        )
+        agent_entry(spec.kind.as_str(), "planned")
+            .action("op")
+            .vmid(spec.vmid)
+            .op_id(&spec.op_id)
+            .detail(detail)
     }
 
     /// Records the op as planned (before anything runs).
@@ -224,15 +203,10 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 OpStatus::Succeeded,
                 None,
                 now(),
-                &audit(
-                    kind_word,
-                    Some("op"),
-                    Some(spec.vmid),
-                    Some(&spec.op_id),
-                    "succeeded",
-                    None,
-                    None,
-                ),
+                &agent_entry(kind_word, "succeeded")
+                    .action("op")
+                    .vmid(spec.vmid)
+                    .op_id(&spec.op_id),
             )
         })
         .map_err(journal_err)?;
@@ -249,15 +223,12 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 OpStatus::Failed,
                 Some(reason),
                 now(),
-                &audit(
-                    spec.kind.as_str(),
-                    Some("op"),
-                    Some(spec.vmid),
-                    Some(&spec.op_id),
-                    "failed",
-                    Some("precondition"),
-                    Some(reason.to_owned()),
-                ),
+                &agent_entry(spec.kind.as_str(), "failed")
+                    .action("op")
+                    .vmid(spec.vmid)
+                    .op_id(&spec.op_id)
+                    .reason("precondition")
+                    .detail(reason.to_owned()),
             )
         });
     }
@@ -273,15 +244,12 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 OpStatus::Failed,
                 Some(&message),
                 now(),
-                &audit(
-                    spec.kind.as_str(),
-                    Some("op"),
-                    Some(spec.vmid),
-                    Some(&spec.op_id),
-                    "failed",
-                    Some(step),
-                    Some(message.clone()),
-                ),
+                &agent_entry(spec.kind.as_str(), "failed")
+                    .action("op")
+                    .vmid(spec.vmid)
+                    .op_id(&spec.op_id)
+                    .reason(step)
+                    .detail(message.clone()),
             )
         });
     }
@@ -331,15 +299,11 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 op_id,
                 idx,
                 now(),
-                &audit(
-                    kind_word,
-                    Some(step.kind()),
-                    Some(vmid),
-                    Some(op_id),
-                    "started",
-                    None,
-                    basis,
-                ),
+                &agent_entry(kind_word, "started")
+                    .action(step.kind())
+                    .vmid(vmid)
+                    .op_id(op_id)
+                    .detail(basis),
             )
         })
         .map_err(journal_err)?;
@@ -491,15 +455,13 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 state,
                 Some(exit),
                 now(),
-                Some(&audit(
-                    kind.as_str(),
-                    Some(step),
-                    Some(vmid),
-                    Some(op_id),
-                    outcome,
-                    None,
-                    Some(exit.to_owned()),
-                )),
+                Some(
+                    &agent_entry(kind.as_str(), outcome)
+                        .action(step)
+                        .vmid(vmid)
+                        .op_id(op_id)
+                        .detail(exit.to_owned()),
+                ),
             )
         })
         .map_err(|source| ExecError::Journal {

@@ -10,10 +10,10 @@
 //! is refused as "not supported yet" (recorded) until its capability lands.
 
 use authz::{Action, Target, VerifiedOp};
-use journal::{OpKind, OpStatus};
+use journal::{NewAuditEntry, OpKind, OpStatus};
 use serde::Serialize;
 
-use crate::exec::{audit, now, Executor, OpSpec};
+use crate::exec::{agent_entry, now, Executor, OpSpec};
 use crate::gate::DestroyAuthority;
 use crate::plan::Step;
 use crate::ports::{Proxmox, ProxmoxError, Store};
@@ -117,17 +117,13 @@ pub async fn run_signed<P: Proxmox, S: Store>(
         JobResult::Failed { .. } => "failed",
         JobResult::Refused { .. } => "refused",
     };
-    let mut entry = audit(
-        "signed_job",
-        Some(op.action().as_str()),
-        None,
-        Some(op.op_id()),
-        word,
-        None,
-        Some(json.clone()),
-    );
-    entry.actor = Some(op.signer().to_owned());
-    entry.target = Some(op.target().to_string());
+    // The signer asked for it, so the entry names the signer, not the agent.
+    let entry = NewAuditEntry::new(now(), "signed_job", word)
+        .actor(op.signer())
+        .action(op.action().as_str())
+        .target(op.target().to_string())
+        .op_id(op.op_id())
+        .detail(json.clone());
     exec.record_or_log(op.op_id(), "signed op outcome", |s| {
         s.set_signed_op_state(op.op_id(), state, Some(&json), now())?;
         s.audit(&entry)
@@ -190,15 +186,10 @@ async fn destroy<P: Proxmox, S: Store>(
                 s.release_guest(
                     vmid,
                     now(),
-                    &audit(
-                        "guest",
-                        Some("release"),
-                        Some(vmid),
-                        Some(op.op_id()),
-                        "destroyed",
-                        None,
-                        None,
-                    ),
+                    &agent_entry("guest", "destroyed")
+                        .action("release")
+                        .vmid(vmid)
+                        .op_id(op.op_id()),
                 )?;
                 // A destroy pending in the reconcile plan is settled by this one.
                 for pending in s.pending_ops()?.into_iter().filter(|p| p.vmid == vmid) {
@@ -207,15 +198,12 @@ async fn destroy<P: Proxmox, S: Store>(
                         OpStatus::Abandoned,
                         Some("superseded by a signed destroy"),
                         now(),
-                        &audit(
-                            "reconcile",
-                            Some("op"),
-                            Some(vmid),
-                            Some(&pending.op_id),
-                            "abandoned",
-                            Some("superseded"),
-                            Some(op.op_id().to_owned()),
-                        ),
+                        &agent_entry("reconcile", "abandoned")
+                            .action("op")
+                            .vmid(vmid)
+                            .op_id(&pending.op_id)
+                            .reason("superseded")
+                            .detail(op.op_id().to_owned()),
                     )?;
                 }
                 Ok::<_, crate::ports::StoreError>(())

@@ -58,7 +58,7 @@ pub use desired::{
 };
 pub use engine::{
     Action, DesiredInput, Engine, EngineConfig, EngineError, EngineStatus, Ingest, PendingStep,
-    SignedJob,
+    Refusal, SignedJob,
 };
 pub use exec::{ExecError, Executor, OpSpec};
 pub use gate::{DestroyAuthority, NotAuthorized, ProvenanceProof};

@@ -30,7 +30,7 @@ use pve::Upid;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::exec::{audit, now, ExecError, Executor};
+use crate::exec::{agent_entry, now, ExecError, Executor};
 use crate::plan::Step;
 use crate::ports::{Proxmox, ProxmoxError, Store, TaskEnd};
 use crate::queue::{GuestQueues, Turn};
@@ -222,15 +222,14 @@ async fn settle<P: Proxmox, S: Store>(
                                 StepStatus::Failed,
                                 Some(why),
                                 now(),
-                                Some(&audit(
-                                    op.kind.as_str(),
-                                    Some(&step.kind),
-                                    Some(op.vmid),
-                                    Some(&op.op_id),
-                                    "failed",
-                                    Some("recovery"),
-                                    Some(why.to_owned()),
-                                )),
+                                Some(
+                                    &agent_entry(op.kind.as_str(), "failed")
+                                        .action(&step.kind)
+                                        .vmid(op.vmid)
+                                        .op_id(&op.op_id)
+                                        .reason("recovery")
+                                        .detail(why.to_owned()),
+                                ),
                             )
                         })
                         .map_err(journal_err)?;
@@ -288,15 +287,12 @@ async fn settle<P: Proxmox, S: Store>(
             state,
             error.as_deref(),
             now(),
-            &audit(
-                op.kind.as_str(),
-                Some("op"),
-                Some(op.vmid),
-                Some(&op.op_id),
-                state.as_str(),
-                Some("recovery"),
-                error.clone(),
-            ),
+            &agent_entry(op.kind.as_str(), state.as_str())
+                .action("op")
+                .vmid(op.vmid)
+                .op_id(&op.op_id)
+                .reason("recovery")
+                .detail(error.clone()),
         )
     })
     .map_err(journal_err)?;
@@ -316,15 +312,10 @@ async fn settle<P: Proxmox, S: Store>(
                 s.release_guest(
                     op.vmid,
                     now(),
-                    &audit(
-                        "guest",
-                        Some("release"),
-                        Some(op.vmid),
-                        Some(&op.op_id),
-                        "destroyed",
-                        None,
-                        None,
-                    ),
+                    &agent_entry("guest", "destroyed")
+                        .action("release")
+                        .vmid(op.vmid)
+                        .op_id(&op.op_id),
                 )
             })
             .map_err(journal_err)?;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use hub::{
     now_rfc3339, AuditEntry, CollectContext, HostReport, OpOutcome, OpOutcomeKind,
-    PendingSignature, Received, ReconcileError, ReportSource,
+    PendingSignature, Received, ReconcileError, RejectedDesired, ReportSource,
 };
 use reconcile::{DesiredInput, EngineStatus, JobResult, SignedJob};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -180,6 +180,10 @@ impl ReportSource for AgentReport {
             report.guests = guests;
         }
         report.desired.applied_generation = status.generation;
+        report.desired.rejected = status.refused.as_ref().map(|r| RejectedDesired {
+            generation: r.generation.unwrap_or(0),
+            reason: r.reason.clone(),
+        });
         let mut live = BTreeSet::new();
         for p in &status.pending_signature {
             live.insert(format!("pending:{}:{}", p.vmid, p.action));
@@ -229,12 +233,14 @@ pub async fn consume(
     outcomes: Arc<Mutex<Vec<OpOutcome>>>,
 ) {
     let mut seen_ops: BTreeSet<String> = BTreeSet::new();
-    let mut last_generation = None;
+    // The engine judges every document the hub sends (`reconcile::accept`); this only skips
+    // handing it the same one twice, by content: a rewritten generation must reach it.
+    let mut last_sent: Option<Arc<serde_json::Value>> = None;
     loop {
         let current = received.borrow_and_update().clone();
         if let Some(r) = current {
             if let Some(doc) = &r.desired {
-                if last_generation != Some(r.generation) {
+                if last_sent.as_deref() != Some(doc.as_ref()) {
                     match serde_json::to_vec(doc.as_ref()) {
                         Ok(bytes) => {
                             info!(generation = r.generation, "desired state from the hub");
@@ -242,7 +248,7 @@ pub async fn consume(
                                 bytes: bytes.into(),
                                 source: "hub".into(),
                             }));
-                            last_generation = Some(r.generation);
+                            last_sent = Some(doc.clone());
                         }
                         Err(e) => warn!(error = %e, "cannot re-encode the hub's desired state"),
                     }

@@ -244,6 +244,62 @@ async fn daemon_converges_reports_survives_hub_faults_and_stops_cleanly() {
     .await;
     assert_eq!(after["desired"]["applied_generation"], json!(1));
 
+    // The engine judges what the hub sends (one rule, `reconcile::accept`) and the report says
+    // so: an older generation and a rewritten one are refused and change nothing.
+    let desired = |generation: u64, memory: u64| {
+        json!({"v": 1, "generation": generation, "guests": [
+            {"vmid": 100, "state": "running", "config": {"memory": memory, "description": "managed by felhom"}}
+        ]})
+    };
+    hub.put_desired(HOST, &desired(2, 1024))
+        .await
+        .expect("desired");
+    wait_report(&hub, Duration::from_secs(20), |r| {
+        r["desired"]["applied_generation"] == json!(2)
+    })
+    .await;
+    hub.put_desired(HOST, &desired(1, 512))
+        .await
+        .expect("desired");
+    let r = wait_report(&hub, Duration::from_secs(20), |r| {
+        r["desired"]["rejected"]["generation"] == json!(1)
+    })
+    .await;
+    assert_eq!(r["desired"]["applied_generation"], json!(2), "{r:#}");
+    assert!(
+        r["desired"]["rejected"]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("older")),
+        "{r:#}"
+    );
+    hub.put_desired(HOST, &desired(2, 2048))
+        .await
+        .expect("desired");
+    let r = wait_report(&hub, Duration::from_secs(20), |r| {
+        r["desired"]["rejected"]["generation"] == json!(2)
+    })
+    .await;
+    assert!(
+        r["desired"]["rejected"]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("different content")),
+        "{r:#}"
+    );
+    let cfg100 = client.lxc_config(vmid).await.expect("config");
+    assert_eq!(
+        cfg100.memory,
+        Some(1024),
+        "neither refused document was applied"
+    );
+    hub.put_desired(HOST, &desired(3, 1024))
+        .await
+        .expect("desired");
+    let r = wait_report(&hub, Duration::from_secs(20), |r| {
+        r["desired"]["applied_generation"] == json!(3)
+    })
+    .await;
+    assert_eq!(r["desired"]["rejected"], Value::Null, "{r:#}");
+
     // What systemd saw: ready, a status line, watchdog pings while healthy.
     assert_eq!(
         notify.count("READY=1", started),

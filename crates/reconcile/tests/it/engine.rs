@@ -174,3 +174,63 @@ async fn a_journal_that_refuses_the_intent_posts_nothing() {
     );
     assert!(status.borrow().errors.contains_key(&100));
 }
+
+/// The one acceptance rule, as the engine status carries it to the hub report: an older and a
+/// rewritten generation are refused (with the generation they claimed), an invalid document
+/// too, and the refusal ends when the one in force is offered again or a newer one arrives.
+#[tokio::test(start_paused = true)]
+async fn refusals_are_reported_until_an_acceptable_document_arrives() {
+    use reconcile::{Ingest, Refusal};
+    let px = node(&[(100, "running")], 10);
+    let store = MemoryStore::new();
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    let doc = |generation: u64, hostname: &str| {
+        json!({"v":1,"generation":generation,"guests":[
+            {"vmid":100,"state":"running","config":{"hostname":hostname}}]})
+    };
+    assert_eq!(
+        ingest(&mut e, doc(5, "a")),
+        Ingest::Accepted { generation: 5 }
+    );
+    e.reconcile().await.unwrap();
+    assert_eq!(status.borrow().refused, None);
+
+    assert!(matches!(
+        ingest(&mut e, doc(4, "a")),
+        Ingest::Ignored { .. }
+    ));
+    let refused = status.borrow().refused.clone().expect("older is refused");
+    assert_eq!(refused.generation, Some(4));
+    assert!(refused.reason.contains("older"), "{refused:?}");
+
+    assert!(matches!(
+        ingest(&mut e, doc(5, "evil")),
+        Ingest::Rejected { .. }
+    ));
+    let refused = status.borrow().refused.clone().expect("rewrite is refused");
+    assert_eq!(refused.generation, Some(5));
+    assert!(refused.reason.contains("different content"), "{refused:?}");
+
+    assert_eq!(ingest(&mut e, doc(5, "a")), Ingest::Unchanged);
+    assert_eq!(status.borrow().refused, None);
+
+    assert!(matches!(
+        ingest(&mut e, json!({"v":1,"generation":"six","guests":[]})),
+        Ingest::Rejected { .. }
+    ));
+    assert!(matches!(
+        status.borrow().refused,
+        Some(Refusal {
+            generation: None,
+            ..
+        })
+    ));
+    assert_eq!(
+        ingest(&mut e, doc(6, "a")),
+        Ingest::Accepted { generation: 6 }
+    );
+    // An accepted document shows in the status once a cycle has applied it.
+    e.reconcile().await.unwrap();
+    assert_eq!(status.borrow().refused, None);
+    assert_eq!(status.borrow().generation, Some(6));
+}

@@ -5,7 +5,8 @@
 //! Unknown fields inside a guest, a config key outside the allowlist, a `netN` with `hwaddr`,
 //! a duplicate vmid: the whole document is rejected (the last accepted one stays in force).
 //! Unknown *top-level* sections are ignored with a warning, because later capabilities add
-//! `storage` and `controller`; `backup` is read by the local API and not warned about.
+//! `storage` and `controller`. Each section the agent knows is a typed part of
+//! [`DesiredState`], parsed and validated here with the rest ([`backup`] today).
 
 use std::collections::BTreeMap;
 
@@ -14,15 +15,15 @@ use sha2::{Digest, Sha256};
 
 use crate::normalize;
 
+pub mod backup;
+
+use backup::BackupSection;
+
 /// The largest desired-state document accepted.
 pub const MAX_DESIRED_BYTES: usize = 4 << 20;
 
 /// The top-level keys v1 knows.
-const KNOWN_TOP: &[&str] = &["v", "generation", "guests"];
-/// Top-level sections another part of the agent reads from the accepted state: kept in the
-/// canonical form like any other, but not warned about. `backup` is read by the local API
-/// (`felhom-agent/src/localapi_wiring.rs`, docs/desired-state-v1.md), which validates it.
-const READ_ELSEWHERE: &[&str] = &["backup"];
+const KNOWN_TOP: &[&str] = &["v", "generation", "guests", "backup"];
 /// The keys of a guest entry.
 const GUEST_KEYS: &[&str] = &["vmid", "state", "config"];
 
@@ -78,6 +79,8 @@ pub struct DesiredState {
     pub generation: u64,
     /// Guests by vmid.
     pub guests: BTreeMap<u32, DesiredGuest>,
+    /// The `backup` section; `None` when the document has none.
+    pub backup: Option<BackupSection>,
     /// Top-level sections this version ignores.
     pub ignored_sections: Vec<String>,
     /// The canonical JSON text.
@@ -184,17 +187,25 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredState, DesiredError> {
             return Err(field(format!("guests[{i}].vmid"), "duplicate vmid"));
         }
     }
+    let backup = match top.get("backup") {
+        None | Some(Value::Null) => None,
+        Some(section) => Some(
+            serde_json::from_value::<BackupSection>(section.clone())
+                .map_err(|e| field("backup", e.to_string()))?,
+        ),
+    };
     let mut ignored_sections: Vec<String> = top
         .keys()
-        .filter(|k| !KNOWN_TOP.contains(&k.as_str()) && !READ_ELSEWHERE.contains(&k.as_str()))
+        .filter(|k| !KNOWN_TOP.contains(&k.as_str()))
         .cloned()
         .collect();
     ignored_sections.sort();
-    let canonical = canonical_json(generation, &guests, &top);
+    let canonical = canonical_json(generation, &guests, backup.as_ref(), &top);
     let sha256 = hex::encode(Sha256::digest(canonical.as_bytes()));
     Ok(DesiredState {
         generation,
         guests,
+        backup,
         ignored_sections,
         canonical,
         sha256,
@@ -250,6 +261,7 @@ fn parse_guest(path: &str, entry: &Value) -> Result<DesiredGuest, DesiredError> 
 fn canonical_json(
     generation: u64,
     guests: &BTreeMap<u32, DesiredGuest>,
+    backup: Option<&BackupSection>,
     top: &Map<String, Value>,
 ) -> String {
     let mut doc = BTreeMap::new();
@@ -271,6 +283,11 @@ fn canonical_json(
         })
         .collect();
     doc.insert("guests".to_owned(), Value::Array(list));
+    // The typed section, rendered back (keys sorted like every other part), so two spellings
+    // of the same policy are the same document.
+    if let Some(section) = backup.and_then(|b| serde_json::to_value(b).ok()) {
+        doc.insert("backup".to_owned(), sorted(&section));
+    }
     for (k, v) in top {
         if !KNOWN_TOP.contains(&k.as_str()) {
             doc.insert(k.clone(), sorted(v));
@@ -407,11 +424,40 @@ mod tests {
     }
 
     #[test]
-    fn the_backup_section_is_kept_without_a_warning() {
+    fn the_backup_section_is_typed_and_a_bad_one_rejects_the_document() {
+        use pve::Vmid;
         let d = doc(json!({"v":1,"generation":1,"guests":[],
-            "backup":{"guests":{"101":{"schedule":"daily","target":"t1","keep_last":3}}}}))
+            "backup":{"guests":{"101":{"schedule":"02:30","target":"t1","keep_last":3}}}}))
         .unwrap();
         assert!(d.ignored_sections.is_empty());
-        assert!(d.canonical.contains(r#""backup":{"guests":{"101":"#));
+        let section = d.backup.as_ref().expect("typed section");
+        let p = section.policy_for(Vmid::new(101).unwrap()).unwrap();
+        assert_eq!((p.target.as_str(), p.keep_last), ("t1", 3));
+        assert!(section.policy_for(Vmid::new(102).unwrap()).is_none());
+        assert!(d.canonical.contains(
+            r#""backup":{"guests":{"101":{"keep_last":3,"schedule":"02:30","target":"t1"}}}"#
+        ));
+        // Its canonical form parses to the same document.
+        let again = parse(d.canonical.as_bytes()).unwrap();
+        assert_eq!(
+            (again.sha256, again.backup),
+            (d.sha256.clone(), d.backup.clone())
+        );
+        // No section, or null: none.
+        let none = doc(json!({"v":1,"generation":1,"guests":[],"backup":null})).unwrap();
+        assert_eq!(none.backup, None);
+        // A bad section rejects the whole document, naming the section.
+        for bad in [
+            json!({"guests":{"x":{}}}),
+            json!({"other":1}),
+            json!({"guests":{"101":{"schedule":"often","target":"t1","keep_last":3}}}),
+            json!({"guests":{"101":{"schedule":"daily","target":"../etc","keep_last":3}}}),
+        ] {
+            let err = doc(json!({"v":1,"generation":1,"guests":[],"backup":bad})).unwrap_err();
+            assert!(
+                matches!(&err, DesiredError::Field { path, .. } if path == "backup"),
+                "{err}"
+            );
+        }
     }
 }
