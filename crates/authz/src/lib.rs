@@ -35,6 +35,8 @@ pub use envelope::{parse_payload, Action, Envelope, Target};
 pub use error::{OperatorsError, ParseError, SignError};
 pub use operators::{Operator, Operators, Role};
 pub use policy::{Policy, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_LIFETIME};
-pub use ports::{Admission, AuditEvent, AuditSink, Claim, LedgerError, Redelivery, ReplayGuard};
+pub use ports::{
+    Admission, AuditEvent, AuditSink, Claim, LedgerError, RecordedState, Redelivery, ReplayGuard,
+};
 pub use rejection::{Reason, Rejection};
 pub use verify::{verify, SignedInput, VerifiedOp, VerifyError};

@@ -32,11 +32,43 @@ pub struct Claim {
     pub now: i64,
 }
 
+/// Where an op accepted before stands, as the replay guard recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedState {
+    /// Verified and recorded; not started.
+    Accepted,
+    /// The executor has started it.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+}
+
+impl RecordedState {
+    /// The word (`accepted`, `running`, `succeeded`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordedState::Accepted => "accepted",
+            RecordedState::Running => "running",
+            RecordedState::Succeeded => "succeeded",
+            RecordedState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The recorded state of an op accepted before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redelivery {
-    /// `accepted`, `running`, `succeeded` or `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: RecordedState,
     /// The recorded outcome (JSON text), if any.
     pub outcome: Option<String>,
 }
@@ -138,9 +170,9 @@ impl MemoryLedger {
     }
 
     /// Sets the recorded state of an accepted op (what the executor would do).
-    pub fn finish(&mut self, op_id: &str, state: &str, outcome: Option<&str>) {
+    pub fn finish(&mut self, op_id: &str, state: RecordedState, outcome: Option<&str>) {
         if let Some((_, r)) = self.ops.get_mut(op_id) {
-            r.state = state.to_owned();
+            r.state = state;
             r.outcome = outcome.map(str::to_owned);
         }
     }
@@ -167,7 +199,7 @@ impl ReplayGuard for MemoryLedger {
             (
                 claim.payload_sha256.clone(),
                 Redelivery {
-                    state: "accepted".into(),
+                    state: RecordedState::Accepted,
                     outcome: None,
                 },
             ),

@@ -37,7 +37,12 @@ impl authz::ReplayGuard for JournalLedger<'_> {
         Ok(match outcome {
             journal::AdmitOutcome::Admitted => Admission::Admitted,
             journal::AdmitOutcome::Redelivery(record) => Admission::Redelivery(authz::Redelivery {
-                state: record.state.as_str().to_owned(),
+                state: match record.state {
+                    journal::OpState::Accepted => authz::RecordedState::Accepted,
+                    journal::OpState::Running => authz::RecordedState::Running,
+                    journal::OpState::Succeeded => authz::RecordedState::Succeeded,
+                    journal::OpState::Failed => authz::RecordedState::Failed,
+                },
                 outcome: record.outcome,
             }),
             journal::AdmitOutcome::OpIdConflict { .. } => Admission::OpIdConflict,

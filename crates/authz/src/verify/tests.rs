@@ -316,7 +316,11 @@ fn replay_kinds_are_told_apart_and_redelivery_returns_the_outcome() {
     let p = payload(json!({}));
     let sig = s.keys.sign(&s.alice, &p, NAMESPACE);
     run(&s, &mut ledger, &p, &sig).unwrap();
-    ledger.finish("op-20261121-0001", "succeeded", Some(r#"{"ok":true}"#));
+    ledger.finish(
+        "op-20261121-0001",
+        crate::RecordedState::Succeeded,
+        Some(r#"{"ok":true}"#),
+    );
     let policy = Policy::new("host-1", NOW);
     let input = SignedInput::Parts {
         payload: &p,
@@ -327,7 +331,7 @@ fn replay_kinds_are_told_apart_and_redelivery_returns_the_outcome() {
             assert_eq!(r.to_string(), "rejected: replay");
             assert_eq!(r.audit_reason(), "replay-redelivery");
             let recorded = r.redelivery().unwrap();
-            assert_eq!(recorded.state, "succeeded");
+            assert_eq!(recorded.state, crate::RecordedState::Succeeded);
             assert_eq!(recorded.outcome.as_deref(), Some(r#"{"ok":true}"#));
         }
         other => panic!("{other:?}"),

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use authz::RecordedState;
 use hub::{
     now_rfc3339, AuditEntry, CollectContext, HostReport, OpOutcome, OpOutcomeKind,
     PendingSignature, Received, ReconcileError, RejectedDesired, ReportSource,
@@ -318,22 +319,16 @@ async fn run_op(
                 at: now_rfc3339(),
             })
         }
-        Verdict::Rejected(result) => {
+        Verdict::Rejected(refused) => {
             // An identical redelivery carries the outcome recorded the first time.
-            let recorded = result
-                .get("recorded")
-                .and_then(|r| r.get("state"))
-                .and_then(|s| s.as_str());
-            let (kind, reason) = match recorded {
-                Some("succeeded") => (OpOutcomeKind::Done, None),
-                Some("failed") => (OpOutcomeKind::Failed, Some("failed earlier".to_owned())),
-                _ => (
-                    OpOutcomeKind::Rejected,
-                    result
-                        .get("reason")
-                        .and_then(|r| r.as_str())
-                        .map(str::to_owned),
-                ),
+            let (kind, reason) = match refused.recorded.as_ref().map(|r| r.state) {
+                Some(RecordedState::Succeeded) => (OpOutcomeKind::Done, None),
+                Some(RecordedState::Failed) => {
+                    (OpOutcomeKind::Failed, Some("failed earlier".to_owned()))
+                }
+                Some(RecordedState::Accepted | RecordedState::Running) | None => {
+                    (OpOutcomeKind::Rejected, Some(refused.reason.to_owned()))
+                }
             };
             Some(OpOutcome {
                 op_id: op_id_hint?,

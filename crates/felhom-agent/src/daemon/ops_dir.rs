@@ -50,7 +50,10 @@ impl OpsDir {
                             Err(_) => return,
                         }
                     }
-                    Verdict::Rejected(result) => ("rejected", result),
+                    Verdict::Rejected(refused) => (
+                        "rejected",
+                        serde_json::to_value(&refused).unwrap_or_default(),
+                    ),
                     Verdict::Retry(why) => {
                         warn!(file = %file.display(), error = %why, "signed op not processed; will retry");
                         continue;

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use authz::{Operators, Policy, SignedInput, VerifyError};
-use serde_json::json;
+use authz::{Operators, Policy, RecordedState, SignedInput, VerifyError};
+use serde::Serialize;
 use tracing::info;
 
 use crate::ledger::JournalLedger;
@@ -14,10 +14,35 @@ use crate::ledger::JournalLedger;
 pub enum Verdict {
     /// Verified: run it.
     Run(Box<authz::VerifiedOp>),
-    /// Refused by verification; the value is the result recorded for the sender.
-    Rejected(serde_json::Value),
+    /// Refused by verification; what the sender is told.
+    Rejected(Refused),
     /// Could not be decided now (store or operators file unavailable): try again later.
     Retry(String),
+}
+
+/// Why verification refused an op, as the sender is told: the ops directory writes it as the
+/// op's `.result.json`, the hub link turns it into an op outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    /// Always `rejected` (the result file's discriminator).
+    pub result: &'static str,
+    /// The protocol reason (`unknown-key`, `replay`, `expired`, …).
+    pub reason: &'static str,
+    /// The finer audit code (`replay-redelivery`, `no-operators-file`, …).
+    pub code: &'static str,
+    /// Human-readable detail.
+    pub detail: String,
+    /// For an identical redelivery of an op accepted before: what was recorded for it.
+    pub recorded: Option<Recorded>,
+}
+
+/// The recorded state of an op delivered again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recorded {
+    /// Where it stands.
+    pub state: RecordedState,
+    /// Its recorded outcome (JSON text), if it finished.
+    pub outcome: Option<String>,
 }
 
 /// The inputs of verification.
@@ -55,8 +80,13 @@ impl Verifier {
                 Err(e) => return Verdict::Retry(format!("operators file: {e}")),
             },
             None => {
-                return Verdict::Rejected(json!({"result": "rejected", "reason": "unknown-key",
-                    "detail": "no operators_file is configured: no operator can sign"}))
+                return Verdict::Rejected(Refused {
+                    result: "rejected",
+                    reason: "unknown-key",
+                    code: "no-operators-file",
+                    detail: "no operators_file is configured: no operator can sign".into(),
+                    recorded: None,
+                })
             }
         };
         let mut journal = match journal::Journal::open(&self.state_dir) {
@@ -78,13 +108,52 @@ impl Verifier {
             }
             Err(VerifyError::Rejected(r)) => {
                 info!(origin, reason = r.audit_reason(), "signed op rejected");
-                let recorded = r
-                    .redelivery()
-                    .map(|d| json!({"state": d.state, "outcome": d.outcome}));
-                Verdict::Rejected(json!({"result": "rejected", "reason": r.reason().as_str(),
-                    "code": r.audit_reason(), "detail": r.detail(), "recorded": recorded}))
+                Verdict::Rejected(Refused {
+                    result: "rejected",
+                    reason: r.reason().as_str(),
+                    code: r.audit_reason(),
+                    detail: r.detail().to_owned(),
+                    recorded: r.redelivery().map(|d| Recorded {
+                        state: d.state,
+                        outcome: d.outcome.clone(),
+                    }),
+                })
             }
             Err(e @ VerifyError::Ledger(_)) => Verdict::Retry(reconcile::error_chain(&e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `.result.json` of a rejected op file keeps its shape (ops-dir users read it).
+    #[test]
+    fn a_refusal_serializes_as_the_result_file_documents_it() {
+        let refused = Refused {
+            result: "rejected",
+            reason: "replay",
+            code: "replay-redelivery",
+            detail: "op op-1 was accepted before (state succeeded)".into(),
+            recorded: Some(Recorded {
+                state: RecordedState::Succeeded,
+                outcome: Some(r#"{"ok":true}"#.into()),
+            }),
+        };
+        assert_eq!(
+            serde_json::to_value(&refused).unwrap(),
+            serde_json::json!({"result": "rejected", "reason": "replay", "code": "replay-redelivery",
+                "detail": "op op-1 was accepted before (state succeeded)",
+                "recorded": {"state": "succeeded", "outcome": "{\"ok\":true}"}})
+        );
+        let none = Refused {
+            recorded: None,
+            ..refused
+        };
+        assert_eq!(
+            serde_json::to_value(&none).unwrap()["recorded"],
+            serde_json::Value::Null
+        );
     }
 }
