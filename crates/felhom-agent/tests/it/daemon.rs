@@ -299,6 +299,29 @@ async fn daemon_converges_reports_survives_hub_faults_and_stops_cleanly() {
     })
     .await;
     assert_eq!(r["desired"]["rejected"], Value::Null, "{r:#}");
+    // A poisoned generation (issue 11 item 3: u64::MAX froze the agent, every later one
+    // "older") is refused and reported, and the next honest generation still applies.
+    hub.put_desired(HOST, &desired(u64::MAX, 512))
+        .await
+        .expect("desired");
+    let r = wait_report(&hub, Duration::from_secs(20), |r| {
+        r["desired"]["rejected"]["generation"] == json!(u64::MAX)
+    })
+    .await;
+    assert!(
+        r["desired"]["rejected"]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("2^53-1")),
+        "{r:#}"
+    );
+    hub.put_desired(HOST, &desired(4, 1024))
+        .await
+        .expect("desired");
+    let r = wait_report(&hub, Duration::from_secs(20), |r| {
+        r["desired"]["applied_generation"] == json!(4)
+    })
+    .await;
+    assert_eq!(r["desired"]["rejected"], Value::Null, "{r:#}");
 
     // What systemd saw: ready, a status line, watchdog pings while healthy.
     assert_eq!(

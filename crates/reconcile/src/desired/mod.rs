@@ -19,6 +19,9 @@ pub mod backup;
 
 use backup::BackupSection;
 
+/// The largest generation accepted: 2^53−1, the largest integer every JSON reader holds exactly.
+pub const MAX_GENERATION: u64 = (1 << 53) - 1;
+
 /// The largest desired-state document accepted.
 pub const MAX_DESIRED_BYTES: usize = 4 << 20;
 
@@ -175,6 +178,14 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredState, DesiredError> {
         .ok_or_else(|| field("generation", "missing"))?
         .as_u64()
         .ok_or_else(|| field("generation", "must be a non-negative integer"))?;
+    // A generation no JSON reader can hold exactly would let one document freeze every later
+    // one as "older" (DESIGN.md §4.6); recovery from such a hub is the signed `desired.reset`.
+    if generation > MAX_GENERATION {
+        return Err(field(
+            "generation",
+            format!("{generation} is larger than 2^53-1 ({MAX_GENERATION})"),
+        ));
+    }
     let list = match top.get("guests") {
         Some(Value::Array(list)) => list,
         Some(_) => return Err(field("guests", "must be a list")),
@@ -330,6 +341,22 @@ mod tests {
 
     fn doc(v: Value) -> Result<DesiredState, DesiredError> {
         parse(v.to_string().as_bytes())
+    }
+
+    /// Issue 11 item 3: `u64::MAX` was accepted and froze the agent (every later generation
+    /// "older"). Only JSON-safe generations are taken.
+    #[test]
+    fn a_generation_above_2_pow_53_minus_1_is_rejected() {
+        let g = |generation: u64| doc(json!({"v":1,"generation":generation,"guests":[]}));
+        assert_eq!(g(MAX_GENERATION).unwrap().generation, 9_007_199_254_740_991);
+        for poisoned in [MAX_GENERATION + 1, u64::MAX] {
+            let err = g(poisoned).unwrap_err();
+            assert!(
+                matches!(&err, DesiredError::Field { path, problem }
+                    if path == "generation" && problem.contains("2^53-1")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
