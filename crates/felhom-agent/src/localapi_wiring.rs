@@ -408,11 +408,7 @@ impl GuestOps for HandleOps {
         Box::pin(async move {
             // Without a policy there is no target: refuse rather than guess a storage.
             let Some(policy) = self.shared.backup_policy(vmid)? else {
-                return Err(OpError::Failed {
-                    vmid,
-                    action: "backup",
-                    reason: "no backup policy (target) for this guest in the desired state".into(),
-                });
+                return Err(OpError::NoBackupPolicy { vmid });
             };
             let ticket = self.submit(
                 vmid,

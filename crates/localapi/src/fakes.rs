@@ -436,6 +436,10 @@ impl GuestOps for FakeGuests {
                 let Some(g) = guests.get_mut(&vmid) else {
                     return Err(OpError::GuestGone { vmid });
                 };
+                // As the agent: no policy, no target.
+                if g.policy.is_none() {
+                    return Err(OpError::NoBackupPolicy { vmid });
+                }
                 if matches!(g.backup.state, BackupState::Queued | BackupState::Running) {
                     return Err(OpError::Conflict {
                         vmid,

@@ -310,6 +310,13 @@ pub enum OpError {
         /// What exists.
         what: String,
     },
+    /// `backup` for a guest without a backup policy in the desired state: there is no target,
+    /// and the agent does not guess one. A client error, not a failure.
+    #[error("guest {vmid} has no backup policy")]
+    NoBackupPolicy {
+        /// The guest.
+        vmid: Vmid,
+    },
     /// The guest vanished meanwhile.
     #[error("guest {vmid} does not exist")]
     GuestGone {

@@ -27,6 +27,8 @@ pub enum Code {
     MethodNotAllowed,
     /// 409: the snapshot exists already, or a backup is already queued.
     Conflict,
+    /// 409: `POST /backup` for a guest the desired state gives no backup policy (so no target).
+    NoBackupPolicy,
     /// 413: body over the limit.
     PayloadTooLarge,
     /// 429: this token's (or address's) rate limit; see `Retry-After`.
@@ -49,6 +51,7 @@ impl Code {
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
+            Code::NoBackupPolicy => "no_backup_policy",
             Code::PayloadTooLarge => "payload_too_large",
             Code::RateLimited => "rate_limited",
             Code::Busy => "busy",
@@ -65,6 +68,7 @@ impl Code {
             Code::NotFound => "not found",
             Code::MethodNotAllowed => "method not allowed",
             Code::Conflict => "already exists",
+            Code::NoBackupPolicy => "no backup policy for this guest",
             Code::PayloadTooLarge => "request body too large",
             Code::RateLimited => "too many requests, retry later",
             Code::Busy => "the guest is busy, retry later",
@@ -93,7 +97,7 @@ impl ApiError {
             Code::BadRequest | Code::UnexpectedParameter => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::Conflict => StatusCode::CONFLICT,
+            Code::Conflict | Code::NoBackupPolicy => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::Busy => StatusCode::SERVICE_UNAVAILABLE,

@@ -163,6 +163,7 @@ fn op_failed(err: OpError) -> ApiError {
             ApiError::new(Code::Busy, err.to_string()).retry_after(retry_after)
         }
         OpError::Conflict { .. } => ApiError::new(Code::Conflict, err.to_string()),
+        OpError::NoBackupPolicy { .. } => ApiError::new(Code::NoBackupPolicy, err.to_string()),
         // The token's guest vanished between the gate's check and the op.
         OpError::GuestGone { .. } => ApiError::new(Code::Unauthorized, err.to_string()),
         OpError::Failed { .. } => {

@@ -190,6 +190,20 @@ impl Sim {
         serde_json::from_str(&text).with_context(|| format!("{path} answered non-JSON: {text}"))
     }
 
+    /// How many requests with `method` whose path ends in `path_suffix` the simulator has
+    /// served (its `/_sim/requests` log).
+    pub async fn requests(&self, method: &str, path_suffix: &str) -> Result<usize> {
+        let log = self.control("GET", "/_sim/requests", None).await?;
+        let entries = log.as_array().context("/_sim/requests is not a list")?;
+        Ok(entries
+            .iter()
+            .filter(|r| {
+                r["method"] == method
+                    && r["path"].as_str().is_some_and(|p| p.ends_with(path_suffix))
+            })
+            .count())
+    }
+
     /// `kill -9` the simulator (SIGKILL; no chance to flush anything).
     pub fn kill9(&mut self) {
         process::kill9(&mut self.child);

@@ -325,8 +325,16 @@ fn local_api_end_to_end_against_the_simulator() {
             )
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
-        let (s, _) = api.call(Method::POST, "/backup", &t102, None).await;
-        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "no policy, no target");
+        // No policy, no target: a client error with a stable code (issue 11 item 10), and
+        // nothing is queued or posted.
+        let vzdumps = sim.requests("POST", "/vzdump").await.unwrap();
+        let (s, v) = api.call(Method::POST, "/backup", &t102, None).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(
+            v,
+            json!({"error": "no_backup_policy", "message": "no backup policy for this guest"})
+        );
+        assert_eq!(sim.requests("POST", "/vzdump").await.unwrap(), vzdumps);
 
         // POST /backup is queued, runs vzdump to the policy's target, and shows in the status.
         let (s, v) = api.call(Method::POST, "/backup", &t100, None).await;

@@ -159,6 +159,7 @@ async fn snapshot_then_rollback_to_it() {
 #[tokio::test]
 async fn busy_and_failing_backends_answer_stable_codes() {
     let h = Harness::start().await;
+    h.give_backup_policy(101);
     let t = h.t101.expose().to_owned();
     h.guests.set_busy(vmid(101), true);
     let resp = h

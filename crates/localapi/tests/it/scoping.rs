@@ -7,6 +7,8 @@ use crate::support::{snap, vmid, Harness};
 #[tokio::test]
 async fn another_guests_token_only_ever_touches_its_own_guest() {
     let h = Harness::start().await;
+    h.give_backup_policy(101);
+    h.give_backup_policy(102);
     let t = h.t102.expose().to_owned();
     let (status, body) = h.call(Method::GET, "/storage", Some(&t), None).await;
     assert_eq!(status, StatusCode::OK);

@@ -48,6 +48,17 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// Gives `guest` a daily backup policy (`POST /backup` needs one: it names the target).
+    pub fn give_backup_policy(&self, guest: u32) {
+        let mut g = self.guests.guest(vmid(guest)).expect("a harness guest");
+        g.policy = Some(localapi::BackupPolicy {
+            schedule: localapi::Schedule::Daily,
+            target: "backup-usb".into(),
+            keep_last: 7,
+        });
+        self.guests.add(vmid(guest), g);
+    }
+
     pub async fn start() -> Harness {
         Harness::with_limits(test_limits()).await
     }
