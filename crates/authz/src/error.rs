@@ -59,6 +59,19 @@ pub enum OperatorsError {
         #[source]
         source: std::io::Error,
     },
+    /// The file could be changed by someone other than root or the agent: it is the trust
+    /// root of every destructive action, so it is not read at all.
+    #[error("operators file {path} (mode {mode:04o}, owner uid {uid}) is not trusted: {problem}")]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner.
+        uid: u32,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// The file is not the expected JSON.
     #[error("operators file: {problem}")]
     Json {

@@ -125,6 +125,8 @@ impl Operators {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_err)?;
+        // The opened file is the one checked and the one read.
+        check_trusted(path, &file.metadata().map_err(read_err)?)?;
         let mut bytes = Vec::new();
         file.take(MAX_OPERATORS_FILE + 1)
             .read_to_end(&mut bytes)
@@ -137,7 +139,7 @@ impl Operators {
         Operators::parse(&bytes)
     }
 
-    /// Parses the file's bytes.
+    /// Parses the file's bytes (no file checks: [`Operators::load`] makes them).
     pub fn parse(bytes: &[u8]) -> Result<Operators, OperatorsError> {
         let raw: RawFile = serde_json::from_slice(bytes).map_err(|e| OperatorsError::Json {
             problem: e.to_string(),
@@ -207,6 +209,32 @@ impl Operators {
     }
 }
 
+/// The trust root must be a regular file that only root or the agent itself can change:
+/// writable by group or others, or owned by another user, and whoever holds that account could
+/// add a key and sign destroys.
+fn check_trusted(path: &Path, meta: &std::fs::Metadata) -> Result<(), OperatorsError> {
+    use std::os::unix::fs::MetadataExt;
+    let insecure = |problem| OperatorsError::Insecure {
+        path: path.to_owned(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        problem,
+    };
+    if !meta.is_file() {
+        return Err(insecure("not a regular file"));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(insecure(
+            "writable by group or others (chmod go-w, e.g. 0640 root:felhom-agent)",
+        ));
+    }
+    let owner = meta.uid();
+    if owner != 0 && owner != rustix::process::geteuid().as_raw() {
+        return Err(insecure("owned by neither root nor the agent's user"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +245,49 @@ mod tests {
 
     fn file(entries: serde_json::Value) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({ "operators": entries })).unwrap()
+    }
+
+    /// Issue 11 item 12: the trust root was read whatever its mode and owner.
+    #[test]
+    fn an_operators_file_others_can_change_is_refused_by_name_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operators.json");
+        std::fs::write(
+            &path,
+            file(serde_json::json!([{"principal": "alice", "public_key": ED, "roles": ["operator"]}])),
+        )
+        .unwrap();
+        let chmod = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+        for ok in [0o600, 0o640, 0o644, 0o400] {
+            chmod(ok).unwrap();
+            let loaded = Operators::load(&path);
+            assert!(loaded.is_ok(), "{ok:o}: {loaded:?}");
+        }
+        for bad in [0o666, 0o664, 0o646, 0o620, 0o602] {
+            chmod(bad).unwrap();
+            let err = Operators::load(&path).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, OperatorsError::Insecure { mode, .. } if mode == bad),
+                "{text}"
+            );
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.contains(&format!("{bad:04o}")), "{text}");
+        }
+        chmod(0o644).unwrap();
+        // Another owner (only root can hand a file to someone else; skipped otherwise).
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            let err = Operators::load(&path).unwrap_err();
+            assert!(
+                matches!(err, OperatorsError::Insecure { uid: 65534, .. }),
+                "{err}"
+            );
+        }
+        // A directory where the file should be.
+        let err = Operators::load(dir.path()).unwrap_err();
+        assert!(matches!(err, OperatorsError::Insecure { .. }), "{err}");
     }
 
     #[test]

@@ -75,6 +75,16 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A secret written inline in a config file that everyone on the host can read.
+    #[error("{key}: an inline secret in {}, which has mode {mode:04o} (readable by everyone); make the file 0640 root:felhom-agent or less, or move the secret to a file or credential", path.display())]
+    InlineSecretInReadableFile {
+        /// The key.
+        key: &'static str,
+        /// The config file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A secret file with group or other permission bits.
     #[error("{key}: secret file {} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)", path.display())]
     SecretFileMode {

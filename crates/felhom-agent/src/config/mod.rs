@@ -230,10 +230,18 @@ pub fn load(
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Config, ConfigError> {
     let env: Vec<(OsString, OsString)> = env.into_iter().collect();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read_err = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    // The opened file is the one whose mode is checked (for inline secrets) and the one read.
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        file.metadata().map_err(read_err)?.permissions().mode() & 0o7777
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(read_err)?;
     let parsed = parse(path, &text, &env)?;
     let credentials_dir = env
         .iter()
@@ -241,6 +249,7 @@ pub fn load(
         .map(|(_, v)| PathBuf::from(v));
     resolve::Resolver {
         path,
+        file_mode: Some(mode),
         origins: &parsed.origins,
         credentials_dir: credentials_dir.as_deref(),
     }

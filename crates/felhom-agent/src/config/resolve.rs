@@ -38,6 +38,8 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 pub(crate) struct Resolver<'a> {
     pub path: &'a Path,
+    /// The config file's permission bits, when it was read from disk.
+    pub file_mode: Option<u32>,
     pub origins: &'a BTreeMap<&'static str, Origin>,
     pub credentials_dir: Option<&'a Path>,
 }
@@ -132,7 +134,20 @@ impl Resolver<'_> {
         key: &'static str,
         raw: RawSecret,
     ) -> Result<secret_source::ResolvedSecret, ConfigError> {
-        secret_source::read(key, raw, &self.origin(key), self.credentials_dir)
+        let origin = self.origin(key);
+        // A secret is only as private as the file it is written in.
+        if let (RawSecret::Inline(_), Origin::File(path), Some(mode)) =
+            (&raw, &origin, self.file_mode)
+        {
+            if mode & 0o004 != 0 {
+                return Err(ConfigError::InlineSecretInReadableFile {
+                    key,
+                    path: path.clone(),
+                    mode,
+                });
+            }
+        }
+        secret_source::read(key, raw, &origin, self.credentials_dir)
     }
 
     pub fn resolve(&self, raw: RawConfig) -> Result<Config, ConfigError> {

@@ -576,3 +576,33 @@ fn reconcile_limits_have_defaults_and_bounds() {
         "{err}"
     );
 }
+
+/// Issue 11 item 12: an inline secret in a config file everyone can read is refused, naming the
+/// file and its mode; the packaged mode (0640, group = the agent) and 0600 are fine, and a
+/// world-readable file whose secrets live in files is fine too.
+#[test]
+fn inline_secrets_in_a_world_readable_config_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let path = fx.config(&valid_config());
+    for ok in [0o600, 0o640] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(ok)).unwrap();
+        expect_ok(&mut check_config(&path));
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = expect_error(&mut check_config(&path));
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains("0644") && err.contains("inline secret"),
+        "{err}"
+    );
+
+    let token = fx.write("token", TOKEN, 0o600);
+    let key = fx.write("hub-key", HUB_KEY, 0o600);
+    let mut doc = valid_config();
+    doc["proxmox"]["token"] = json!({"file": token.display().to_string()});
+    doc["hub"]["api_key"] = json!({"file": key.display().to_string()});
+    let path = fx.config(&doc);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    expect_ok(&mut check_config(&path));
+}
