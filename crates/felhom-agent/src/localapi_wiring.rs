@@ -302,6 +302,38 @@ impl Shared {
         Ok(section)
     }
 
+    /// Whether the journal says snapshot `name` of `vmid` was made through the local API: the
+    /// latest succeeded op that created or deleted a snapshot of that name is a local-API
+    /// snapshot. A snapshot root or an operator made (even one reusing a deleted local-API
+    /// snapshot's name through the agent) is not one. Made by hand outside the agent after a
+    /// local-API one of the same name was deleted by hand too: not detectable here.
+    fn made_through_local_api(&self, vmid: Vmid, name: &SnapshotName) -> Result<bool, PortError> {
+        let ops = self
+            .journal()
+            .ops_of(vmid.get())
+            .map_err(|e| PortError::with_source("ops", "reading the guest's ops", e))?;
+        let wanted = serde_json::json!({ "name": name.as_str() });
+        let last = ops
+            .iter()
+            .rev()
+            .filter(|op| op.state == journal::OpStatus::Succeeded)
+            .filter_map(|op| {
+                op.steps
+                    .iter()
+                    .filter(|st| matches!(st.kind.as_str(), "snapshot" | "delete_snapshot"))
+                    .find(|st| {
+                        serde_json::from_str::<serde_json::Value>(&st.params)
+                            .is_ok_and(|p| p.get("name") == wanted.get("name"))
+                    })
+                    .map(|st| (op.kind, st.kind.as_str()))
+            })
+            .next();
+        Ok(matches!(
+            last,
+            Some((journal::OpKind::LocalApi, "snapshot"))
+        ))
+    }
+
     fn backup_policy(&self, vmid: Vmid) -> Result<Option<BackupPolicy>, PortError> {
         Ok(self
             .backup_section()?
@@ -397,6 +429,9 @@ impl GuestOps for HandleOps {
         name: SnapshotName,
     ) -> PortFuture<'_, Result<OpAccepted, OpError>> {
         Box::pin(async move {
+            if !self.shared.made_through_local_api(vmid, &name)? {
+                return Err(OpError::RollbackNotAllowed { vmid, name });
+            }
             let ticket = self.submit(vmid, GuestOp::Rollback { name })?;
             Ok(OpAccepted {
                 op_id: ticket.op_id,

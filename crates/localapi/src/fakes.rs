@@ -128,8 +128,10 @@ pub struct Execution {
 pub struct FakeGuest {
     /// Mounts for `GET /storage`.
     pub mounts: Vec<GuestMount>,
-    /// Existing snapshots.
+    /// Existing snapshots (made through the local API, as far as rollback is concerned).
     pub snapshots: Vec<SnapshotName>,
+    /// Which of `snapshots` someone else made (root, an operator): no rollback to those.
+    pub foreign_snapshots: Vec<SnapshotName>,
     /// Backup policy.
     pub policy: Option<BackupPolicy>,
     /// Latest backup.
@@ -143,6 +145,7 @@ impl Default for FakeGuest {
         FakeGuest {
             mounts: Vec::new(),
             snapshots: Vec::new(),
+            foreign_snapshots: Vec::new(),
             policy: None,
             backup: BackupStatus::never(),
             restore_test: RestoreTestStatus {
@@ -411,6 +414,12 @@ impl GuestOps for FakeGuests {
     ) -> PortFuture<'_, Result<OpAccepted, OpError>> {
         Box::pin(async move {
             self.record(vmid, "rollback", Some(&name));
+            let foreign = lock(&self.inner.guests)
+                .get(&vmid)
+                .is_some_and(|g| g.foreign_snapshots.contains(&name));
+            if foreign {
+                return Err(OpError::RollbackNotAllowed { vmid, name });
+            }
             self.admit(vmid)?;
             let op_id = self.op_id();
             let this = self.clone();

@@ -317,6 +317,16 @@ pub enum OpError {
         /// The guest.
         vmid: Vmid,
     },
+    /// `rollback` to a snapshot that was not made through the local API for this guest (root
+    /// or an operator made it): a rollback discards data, so a controller may only return to
+    /// its own snapshots.
+    #[error("guest {vmid}: snapshot {name} was not made through the local API")]
+    RollbackNotAllowed {
+        /// The guest.
+        vmid: Vmid,
+        /// The snapshot.
+        name: SnapshotName,
+    },
     /// The guest vanished meanwhile.
     #[error("guest {vmid} does not exist")]
     GuestGone {

@@ -27,6 +27,8 @@ pub enum Code {
     MethodNotAllowed,
     /// 409: the snapshot exists already, or a backup is already queued.
     Conflict,
+    /// 403: `POST /rollback` to a snapshot of this guest that was not made through the local API.
+    RollbackNotAllowed,
     /// 409: `POST /backup` for a guest the desired state gives no backup policy (so no target).
     NoBackupPolicy,
     /// 413: body over the limit.
@@ -52,6 +54,7 @@ impl Code {
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
             Code::NoBackupPolicy => "no_backup_policy",
+            Code::RollbackNotAllowed => "rollback_not_allowed",
             Code::PayloadTooLarge => "payload_too_large",
             Code::RateLimited => "rate_limited",
             Code::Busy => "busy",
@@ -69,6 +72,7 @@ impl Code {
             Code::MethodNotAllowed => "method not allowed",
             Code::Conflict => "already exists",
             Code::NoBackupPolicy => "no backup policy for this guest",
+            Code::RollbackNotAllowed => "rollback only to snapshots made through the local api",
             Code::PayloadTooLarge => "request body too large",
             Code::RateLimited => "too many requests, retry later",
             Code::Busy => "the guest is busy, retry later",
@@ -98,6 +102,7 @@ impl ApiError {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict | Code::NoBackupPolicy => StatusCode::CONFLICT,
+            Code::RollbackNotAllowed => StatusCode::FORBIDDEN,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::Busy => StatusCode::SERVICE_UNAVAILABLE,

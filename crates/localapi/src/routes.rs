@@ -164,6 +164,9 @@ fn op_failed(err: OpError) -> ApiError {
         }
         OpError::Conflict { .. } => ApiError::new(Code::Conflict, err.to_string()),
         OpError::NoBackupPolicy { .. } => ApiError::new(Code::NoBackupPolicy, err.to_string()),
+        OpError::RollbackNotAllowed { .. } => {
+            ApiError::new(Code::RollbackNotAllowed, err.to_string())
+        }
         // The token's guest vanished between the gate's check and the op.
         OpError::GuestGone { .. } => ApiError::new(Code::Unauthorized, err.to_string()),
         OpError::Failed { .. } => {

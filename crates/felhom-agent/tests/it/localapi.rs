@@ -445,6 +445,41 @@ fn local_api_end_to_end_against_the_simulator() {
                 .collect::<Vec<_>>()
         );
 
+        // Rollback only to the guest's local-API snapshots (issue 11 item 9): one root made
+        // exists on the guest, yet the controller cannot return to it, and nothing is posted.
+        let keep: pve::SnapshotName = "operator-keep".parse().unwrap();
+        let task = root
+            .create_snapshot(pve::Vmid::new(102).unwrap(), &keep, None)
+            .await
+            .unwrap();
+        if let Some(upid) = task.upid() {
+            root.wait_task(upid, pve::WaitOptions::default())
+                .await
+                .unwrap();
+        }
+        let rollbacks = sim.requests("POST", "/rollback").await.unwrap();
+        let (s, v) = api
+            .call(
+                Method::POST,
+                "/rollback",
+                &t102,
+                Some(json!({"name":"operator-keep"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"], "rollback_not_allowed", "{v}");
+        assert_eq!(sim.requests("POST", "/rollback").await.unwrap(), rollbacks);
+        // Its own snapshot is allowed.
+        let (s, v) = api
+            .call(
+                Method::POST,
+                "/rollback",
+                &t102,
+                Some(json!({"name":"mine"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+
         // Revoked: 401 at once; the other guest's token keeps working.
         let (code, out, err) = cli(&config_path, &["revoke", "--vmid", "100"]);
         assert_eq!(code, 0, "{err}");

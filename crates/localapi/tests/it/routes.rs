@@ -156,6 +156,40 @@ async fn snapshot_then_rollback_to_it() {
     h.stop().await;
 }
 
+/// Issue 11 item 9: a controller rolled back to `operator-keep`, a snapshot root made.
+#[tokio::test]
+async fn rollback_only_to_snapshots_made_through_the_local_api() {
+    let h = Harness::start().await;
+    let mut g = h.guests.guest(vmid(101)).unwrap();
+    g.snapshots.push(snap("operator-keep"));
+    g.foreign_snapshots.push(snap("operator-keep"));
+    h.guests.add(vmid(101), g);
+    let t = h.t101.expose().to_owned();
+    let (s, body) = h
+        .call(
+            Method::POST,
+            "/rollback",
+            Some(&t),
+            Some(r#"{"name":"operator-keep"}"#),
+        )
+        .await;
+    assert_eq!(
+        (s, body),
+        (
+            StatusCode::FORBIDDEN,
+            json!({"error": "rollback_not_allowed",
+                "message": "rollback only to snapshots made through the local api"})
+        )
+    );
+    h.guests.idle().await;
+    assert_eq!(
+        h.guests.guest(vmid(101)).unwrap().snapshots,
+        vec![snap("base101"), snap("operator-keep")],
+        "nothing rolled back"
+    );
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn busy_and_failing_backends_answer_stable_codes() {
     let h = Harness::start().await;
