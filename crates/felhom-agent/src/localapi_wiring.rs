@@ -302,36 +302,49 @@ impl Shared {
         Ok(section)
     }
 
-    /// Whether the journal says snapshot `name` of `vmid` was made through the local API: the
-    /// latest succeeded op that created or deleted a snapshot of that name is a local-API
-    /// snapshot. A snapshot root or an operator made (even one reusing a deleted local-API
-    /// snapshot's name through the agent) is not one. Made by hand outside the agent after a
-    /// local-API one of the same name was deleted by hand too: not detectable here.
-    fn made_through_local_api(&self, vmid: Vmid, name: &SnapshotName) -> Result<bool, PortError> {
+    /// The snapshots of `vmid` the journal says were made through the local API, oldest
+    /// first: those whose latest succeeded create-or-delete op is a local-API snapshot. One
+    /// root or an operator made (even reusing a deleted local-API snapshot's name through the
+    /// agent) is not one. Made by hand outside the agent after a local-API one of the same name
+    /// was deleted by hand too: not detectable here. Whether each still exists is Proxmox's to
+    /// say.
+    fn local_snapshots(&self, vmid: Vmid) -> Result<Vec<String>, PortError> {
         let ops = self
             .journal()
-            .ops_of(vmid.get())
-            .map_err(|e| PortError::with_source("ops", "reading the guest's ops", e))?;
-        let wanted = serde_json::json!({ "name": name.as_str() });
-        let last = ops
+            .snapshot_ops(vmid.get())
+            .map_err(|e| PortError::with_source("ops", "reading the guest's snapshot ops", e))?;
+        // name -> (made through the local API, when); later ops overwrite earlier ones.
+        let mut latest: std::collections::HashMap<String, (bool, i64)> = Default::default();
+        for op in ops
             .iter()
-            .rev()
             .filter(|op| op.state == journal::OpStatus::Succeeded)
-            .filter_map(|op| {
-                op.steps
-                    .iter()
-                    .filter(|st| matches!(st.kind.as_str(), "snapshot" | "delete_snapshot"))
-                    .find(|st| {
-                        serde_json::from_str::<serde_json::Value>(&st.params)
-                            .is_ok_and(|p| p.get("name") == wanted.get("name"))
-                    })
-                    .map(|st| (op.kind, st.kind.as_str()))
-            })
-            .next();
-        Ok(matches!(
-            last,
-            Some((journal::OpKind::LocalApi, "snapshot"))
-        ))
+        {
+            for step in &op.steps {
+                if !matches!(step.kind.as_str(), "snapshot" | "delete_snapshot") {
+                    continue;
+                }
+                let params: serde_json::Value =
+                    serde_json::from_str(&step.params).unwrap_or_default();
+                if let Some(name) = params.get("name").and_then(|n| n.as_str()) {
+                    let ours = op.kind == journal::OpKind::LocalApi && step.kind == "snapshot";
+                    latest.insert(name.to_owned(), (ours, op.created_at));
+                }
+            }
+        }
+        let mut ours: Vec<(i64, String)> = latest
+            .into_iter()
+            .filter(|(_, (ours, _))| *ours)
+            .map(|(name, (_, at))| (at, name))
+            .collect();
+        ours.sort();
+        Ok(ours.into_iter().map(|(_, name)| name).collect())
+    }
+
+    fn made_through_local_api(&self, vmid: Vmid, name: &SnapshotName) -> Result<bool, PortError> {
+        Ok(self
+            .local_snapshots(vmid)?
+            .iter()
+            .any(|n| n == name.as_str()))
     }
 
     fn backup_policy(&self, vmid: Vmid) -> Result<Option<BackupPolicy>, PortError> {
@@ -355,6 +368,10 @@ pub struct HandleOps {
 pub struct GuestFacts {
     shared: Arc<Shared>,
 }
+
+/// Local-API snapshots a guest may hold at once (issue 11 item 8: one token made 40 in a
+/// row). Snapshots root or an operator made do not count.
+pub const MAX_LOCAL_API_SNAPSHOTS: usize = 10;
 
 fn submit_error(vmid: Vmid, e: SubmitError) -> OpError {
     match e {
@@ -410,6 +427,24 @@ impl GuestOps for HandleOps {
 
     fn snapshot(&self, vmid: Vmid, name: SnapshotName) -> PortFuture<'_, Result<OpDone, OpError>> {
         Box::pin(async move {
+            // A compromised controller must not fill the guest's storage with snapshots: past
+            // the cap, an operator deletes one (the oldest is named) before the next.
+            let existing = self.list_snapshots(vmid).await?;
+            let ours: Vec<String> = self
+                .shared
+                .local_snapshots(vmid)?
+                .into_iter()
+                .filter(|n| existing.iter().any(|e| e.as_str() == n))
+                .collect();
+            if ours.len() >= MAX_LOCAL_API_SNAPSHOTS {
+                if let Some(oldest) = ours.first().and_then(|n| n.parse().ok()) {
+                    return Err(OpError::SnapshotLimit {
+                        vmid,
+                        limit: MAX_LOCAL_API_SNAPSHOTS,
+                        oldest,
+                    });
+                }
+            }
             let ticket = self.submit(
                 vmid,
                 GuestOp::Snapshot {

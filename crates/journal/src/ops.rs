@@ -298,6 +298,17 @@ impl Journal {
             .pop())
     }
 
+    /// The succeeded ops on `vmid` that created or deleted a snapshot, oldest first (which
+    /// snapshots the local API made, and which of those are gone).
+    pub fn snapshot_ops(&self, vmid: u32) -> Result<Vec<OpRecord>, JournalError> {
+        self.ops_where(
+            "vmid = ?1 AND state = 'succeeded'
+             AND op_id IN (SELECT op_id FROM op_steps
+                           WHERE kind IN ('snapshot', 'delete_snapshot'))",
+            params![vmid],
+        )
+    }
+
     /// When the latest succeeded op on `vmid` with a step of `step_kind` ended, Unix seconds.
     pub fn last_success_with_step(
         &self,

@@ -310,6 +310,16 @@ pub enum OpError {
         /// What exists.
         what: String,
     },
+    /// `snapshot` when the guest already holds as many local-API snapshots as it may.
+    #[error("guest {vmid} holds {limit} local-api snapshots already (oldest {oldest})")]
+    SnapshotLimit {
+        /// The guest.
+        vmid: Vmid,
+        /// How many it may hold.
+        limit: usize,
+        /// The oldest of them (an operator deletes one to make room).
+        oldest: SnapshotName,
+    },
     /// `backup` for a guest without a backup policy in the desired state: there is no target,
     /// and the agent does not guess one. A client error, not a failure.
     #[error("guest {vmid} has no backup policy")]

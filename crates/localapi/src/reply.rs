@@ -27,6 +27,8 @@ pub enum Code {
     MethodNotAllowed,
     /// 409: the snapshot exists already, or a backup is already queued.
     Conflict,
+    /// 409: the guest holds as many local-API snapshots as it may; the answer names the oldest.
+    SnapshotLimit,
     /// 403: `POST /rollback` to a snapshot of this guest that was not made through the local API.
     RollbackNotAllowed,
     /// 409: `POST /backup` for a guest the desired state gives no backup policy (so no target).
@@ -55,6 +57,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::NoBackupPolicy => "no_backup_policy",
             Code::RollbackNotAllowed => "rollback_not_allowed",
+            Code::SnapshotLimit => "snapshot_limit",
             Code::PayloadTooLarge => "payload_too_large",
             Code::RateLimited => "rate_limited",
             Code::Busy => "busy",
@@ -73,6 +76,9 @@ impl Code {
             Code::Conflict => "already exists",
             Code::NoBackupPolicy => "no backup policy for this guest",
             Code::RollbackNotAllowed => "rollback only to snapshots made through the local api",
+            Code::SnapshotLimit => {
+                "this guest holds as many local api snapshots as it may; an operator must delete one"
+            }
             Code::PayloadTooLarge => "request body too large",
             Code::RateLimited => "too many requests, retry later",
             Code::Busy => "the guest is busy, retry later",
@@ -92,6 +98,8 @@ pub struct ApiError {
     pub(crate) detail: String,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) guest_id_attempt: bool,
+    /// Named in the body (`snapshot_limit`).
+    pub(crate) oldest: Option<String>,
 }
 
 impl ApiError {
@@ -101,7 +109,7 @@ impl ApiError {
             Code::BadRequest | Code::UnexpectedParameter => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::Conflict | Code::NoBackupPolicy => StatusCode::CONFLICT,
+            Code::Conflict | Code::NoBackupPolicy | Code::SnapshotLimit => StatusCode::CONFLICT,
             Code::RollbackNotAllowed => StatusCode::FORBIDDEN,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -115,6 +123,7 @@ impl ApiError {
             detail: detail.into(),
             retry_after: None,
             guest_id_attempt: false,
+            oldest: None,
         }
     }
 
@@ -146,6 +155,11 @@ impl ApiError {
         self
     }
 
+    pub(crate) fn oldest(mut self, name: String) -> Self {
+        self.oldest = Some(name);
+        self
+    }
+
     pub(crate) fn guest_id_attempt(mut self, yes: bool) -> Self {
         self.guest_id_attempt = yes;
         self
@@ -164,6 +178,9 @@ pub(crate) struct Outcome {
 struct ErrorBody {
     error: &'static str,
     message: &'static str,
+    /// `snapshot_limit`: the oldest local-API snapshot of the guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oldest: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -171,6 +188,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.code.as_str(),
             message: self.code.message(),
+            oldest: self.oldest,
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {

@@ -164,6 +164,10 @@ fn op_failed(err: OpError) -> ApiError {
         }
         OpError::Conflict { .. } => ApiError::new(Code::Conflict, err.to_string()),
         OpError::NoBackupPolicy { .. } => ApiError::new(Code::NoBackupPolicy, err.to_string()),
+        OpError::SnapshotLimit { ref oldest, .. } => {
+            let oldest = oldest.as_str().to_owned();
+            ApiError::new(Code::SnapshotLimit, err.to_string()).oldest(oldest)
+        }
         OpError::RollbackNotAllowed { .. } => {
             ApiError::new(Code::RollbackNotAllowed, err.to_string())
         }

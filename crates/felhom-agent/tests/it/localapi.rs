@@ -480,6 +480,35 @@ fn local_api_end_to_end_against_the_simulator() {
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
 
+        // At most MAX_LOCAL_API_SNAPSHOTS local-API snapshots per guest (issue 11 item 8; one
+        // token made 40 in a row): "mine" plus nine more, then a refusal that names the oldest
+        // and posts nothing. Root's "operator-keep" does not count.
+        let cap = felhom_agent::localapi_wiring::MAX_LOCAL_API_SNAPSHOTS;
+        for i in 1..cap {
+            let (s, v) = api
+                .call(
+                    Method::POST,
+                    "/snapshot",
+                    &t102,
+                    Some(json!({"name": format!("s{i}")})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{i}: {v}");
+        }
+        let posted = sim.requests("POST", "/snapshot").await.unwrap();
+        let (s, v) = api
+            .call(
+                Method::POST,
+                "/snapshot",
+                &t102,
+                Some(json!({"name":"one-too-many"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!((&v["error"], &v["oldest"]), (&json!("snapshot_limit"), &json!("mine")));
+        assert_eq!(sim.requests("POST", "/snapshot").await.unwrap(), posted);
+        assert!(!snapshots(&root, 102).await.contains(&"one-too-many".to_owned()));
+
         // Revoked: 401 at once; the other guest's token keeps working.
         let (code, out, err) = cli(&config_path, &["revoke", "--vmid", "100"]);
         assert_eq!(code, 0, "{err}");
