@@ -62,13 +62,13 @@ impl Default for EngineConfig {
     }
 }
 
-/// The journal id of the pending op for `step` under `generation`.
 /// The `generation` a refused document claims, for the report; `None` when it has none.
 fn offered_generation(bytes: &[u8]) -> Option<u64> {
     let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     doc.get("generation")?.as_u64()
 }
 
+/// The journal id of the pending op for `step` under `generation`.
 fn pending_op_id(step: &PendingStep, generation: Option<u64>) -> String {
     format!(
         "pending-{}-{}-g{}",

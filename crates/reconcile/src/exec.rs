@@ -22,6 +22,16 @@ pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Prefixes of the op ids the agent makes itself: reconcile (`rc-`), pending signatures
+/// (`pending-`), the engine handle's origins (`la-` local API, `st-` selftest). A signed op's
+/// id (chosen by an operator) in this namespace is refused, so the two never meet.
+pub const INTERNAL_OP_ID_PREFIXES: &[&str] = &["rc-", "pending-", "la-", "st-"];
+
+/// Whether `op_id` is in the agent's own namespace ([`INTERNAL_OP_ID_PREFIXES`]).
+pub fn is_internal_op_id(op_id: &str) -> bool {
+    INTERNAL_OP_ID_PREFIXES.iter().any(|p| op_id.starts_with(p))
+}
+
 /// An entry the agent writes on its own account, stamped now; the rest is named with the
 /// journal's builder.
 pub(crate) fn agent_entry(kind: &str, outcome: &str) -> NewAuditEntry {
@@ -39,6 +49,13 @@ pub enum ExecError {
         /// The cause.
         #[source]
         source: StoreError,
+    },
+    /// An op with this id is in the journal already: refused, never continued (its step rows
+    /// are another op's).
+    #[error("op id {op_id} is already in the journal; refused")]
+    OpIdExists {
+        /// The op.
+        op_id: String,
     },
     /// A Proxmox call failed.
     #[error("step {step} of op {op_id} on guest {vmid} failed")]
@@ -174,12 +191,19 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
     /// Records the op as planned (before anything runs).
     pub(crate) fn record(&self, spec: &OpSpec) -> Result<(), ExecError> {
         let (new, entry) = (Self::new_op(spec), Self::planned_audit(spec));
-        self.with_store(|s| s.insert_op(&new, &entry))
-            .map(drop)
+        let inserted = self
+            .with_store(|s| s.insert_op(&new, &entry))
             .map_err(|source| ExecError::Journal {
                 op_id: spec.op_id.clone(),
                 source,
-            })
+            })?;
+        if !inserted {
+            warn!(op_id = %spec.op_id, vmid = spec.vmid, "op id already journaled; refused");
+            return Err(ExecError::OpIdExists {
+                op_id: spec.op_id.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Runs the steps of an op already recorded as planned, journaling every transition, and

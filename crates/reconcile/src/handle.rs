@@ -278,9 +278,16 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
                 }
             }
             _ => {
-                self.exec
+                let inserted = self
+                    .exec
                     .with_store(|s| s.insert_op(&new, &entry))
                     .map_err(SubmitError::Journal)?;
+                if !inserted {
+                    return Err(SubmitError::Conflict {
+                        vmid,
+                        what: format!("op {} (already journaled)", spec.op_id),
+                    });
+                }
             }
         }
         let (tx, done) = oneshot::channel();

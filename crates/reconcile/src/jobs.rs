@@ -13,7 +13,7 @@ use authz::{Action, Target, VerifiedOp};
 use journal::{NewAuditEntry, OpKind, OpStatus};
 use serde::Serialize;
 
-use crate::exec::{agent_entry, now, Executor, OpSpec};
+use crate::exec::{agent_entry, now, ExecError, Executor, OpSpec};
 use crate::gate::DestroyAuthority;
 use crate::plan::Step;
 use crate::ports::{Proxmox, ProxmoxError, Store};
@@ -76,6 +76,17 @@ pub async fn run_signed<P: Proxmox, S: Store>(
         signer: op.signer().to_owned(),
         result: JobResult::Succeeded,
     };
+    if crate::exec::is_internal_op_id(op.op_id()) {
+        outcome.result = JobResult::Refused {
+            reason: "reserved-op-id".into(),
+            detail: format!(
+                "op id {} is in the agent's own namespace ({}); sign it with another id",
+                op.op_id(),
+                crate::exec::INTERNAL_OP_ID_PREFIXES.join(", ")
+            ),
+        };
+        return finish(exec, op, outcome);
+    }
     outcome.result = match (op.action(), op.target()) {
         (Action::GuestDestroy, Target::Vmid(vmid)) if managed => {
             match DestroyAuthority::signed(op, *vmid) {
@@ -107,6 +118,15 @@ pub async fn run_signed<P: Proxmox, S: Store>(
             detail: format!("{action} is not supported by this agent yet"),
         },
     };
+    finish(exec, op, outcome)
+}
+
+/// Records a job's outcome (signed-op state and one audit entry) and returns it.
+fn finish<P: Proxmox, S: Store>(
+    exec: &Executor<P, S>,
+    op: &VerifiedOp,
+    outcome: JobOutcome,
+) -> JobOutcome {
     let state = match outcome.result {
         JobResult::Succeeded => journal::OpState::Succeeded,
         _ => journal::OpState::Failed,
@@ -210,6 +230,10 @@ async fn destroy<P: Proxmox, S: Store>(
             });
             JobResult::Succeeded
         }
+        Err(ExecError::OpIdExists { op_id }) => JobResult::Refused {
+            reason: "op-id-exists".into(),
+            detail: format!("op id {op_id} is already in the journal"),
+        },
         Err(e) => JobResult::Failed {
             error: crate::error_chain(&e),
         },

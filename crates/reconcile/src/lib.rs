@@ -60,7 +60,7 @@ pub use engine::{
     Action, DesiredInput, Engine, EngineConfig, EngineError, EngineStatus, Ingest, PendingStep,
     Refusal, SignedJob,
 };
-pub use exec::{ExecError, Executor, OpSpec};
+pub use exec::{is_internal_op_id, ExecError, Executor, OpSpec, INTERNAL_OP_ID_PREFIXES};
 pub use gate::{DestroyAuthority, NotAuthorized, ProvenanceProof};
 pub use handle::{EngineHandle, GuestOp, OpFailure, OpTicket, Origin, SubmitError};
 pub use jobs::{JobOutcome, JobResult};

@@ -128,6 +128,42 @@ fn a_compromised_hub_cannot_destroy_and_signed_ops_are_bound() {
     );
     assert!(h.guest(103).is_some());
 
+    // Issue 11 item 5: an operator-chosen op id shaped like an internal one ran against that
+    // op's step rows. The agent's own namespace is refused before anything runs, and 102's
+    // pending op is left as it was.
+    let pending_102 = h
+        .journal()
+        .pending_ops()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.vmid == 102)
+        .expect("102 waits for a signature");
+    let shaped = h.signed_op_with(
+        "alice",
+        "guest.destroy",
+        "vmid:102",
+        HOST,
+        &["--op-id", &pending_102.op_id],
+    );
+    h.drop_op("c2-shaped.json", &shaped);
+    let (dir, result) = h.op_result("c2-shaped.json");
+    assert_eq!(
+        (
+            dir.as_str(),
+            result["result"].as_str(),
+            result["reason"].as_str()
+        ),
+        ("done", Some("refused"), Some("reserved-op-id")),
+        "{result}"
+    );
+    assert!(h.guest(102).is_some());
+    assert_eq!(h.tasks_of("vzdestroy", 102), 0);
+    let after = h.journal().op(&pending_102.op_id).unwrap().unwrap();
+    assert_eq!(
+        (after.state, after.steps.len()),
+        (pending_102.state, pending_102.steps.len())
+    );
+
     // The right signature destroys exactly its target, once.
     let destroy_101 = h.signed_op("alice", "guest.destroy", "vmid:101", HOST);
     h.drop_op("d-destroy-101.json", &destroy_101);

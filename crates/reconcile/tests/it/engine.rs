@@ -234,3 +234,39 @@ async fn refusals_are_reported_until_an_acceptable_document_arrives() {
     assert_eq!(status.borrow().refused, None);
     assert_eq!(status.borrow().generation, Some(6));
 }
+
+/// Issue 11 item 5: an op whose id is already journaled is refused, never continued on the
+/// other op's step rows; nothing is posted for it.
+#[tokio::test(start_paused = true)]
+async fn an_op_id_already_in_the_journal_is_refused_not_continued() {
+    use std::sync::Arc;
+
+    use journal::OpKind;
+    use reconcile::{ExecError, Executor, OpSpec, Step};
+    let px = node(&[(100, "stopped")], 10);
+    let store = MemoryStore::new();
+    let exec = Executor::new(Arc::new(px.clone()), Arc::new(store.clone()));
+    let spec = |steps| OpSpec {
+        op_id: "op-20261204-0001".into(),
+        kind: OpKind::Signed,
+        vmid: 100,
+        generation: None,
+        steps,
+        authority: None,
+        wait_limit: None,
+    };
+    exec.run(&spec(vec![Step::Start])).await.unwrap();
+    let before = px.mutations();
+    let err = exec
+        .run(&spec(vec![Step::Stop]))
+        .await
+        .expect_err("the second op with the same id is refused");
+    assert!(matches!(err, ExecError::OpIdExists { .. }), "{err}");
+    assert_eq!(px.mutations(), before, "nothing posted for the refused op");
+    let ops = store.ops();
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0].steps.len(), 1, "the first op's rows are its own");
+    assert!(reconcile::is_internal_op_id("pending-guest.destroy-102-g2"));
+    assert!(reconcile::is_internal_op_id("rc-100-1764806400-3"));
+    assert!(!reconcile::is_internal_op_id("op-20261204-0001"));
+}
