@@ -347,6 +347,37 @@ impl Shared {
             .any(|n| n == name.as_str()))
     }
 
+    /// A controller's `POST /backup` runs when the policy says one is due, or when the last
+    /// success is at least [`MIN_BACKUP_SPACING`] old: a compromised controller cannot fill
+    /// the target with backups. An open backup is left to the submission's conflict answer.
+    fn backup_spacing(&self, vmid: Vmid, policy: &BackupPolicy) -> Result<(), OpError> {
+        let err = |e| PortError::with_source("guests", "reading backups", e);
+        let journal = self.journal();
+        let open = journal
+            .latest_op_with_step(vmid.get(), BACKUP_STEP)
+            .map_err(err)?
+            .is_some_and(|op| !op.state.is_final());
+        let last = journal
+            .last_success_with_step(vmid.get(), BACKUP_STEP)
+            .map_err(err)?;
+        drop(journal);
+        let (Some(last), false) = (last, open) else {
+            return Ok(());
+        };
+        let now = SystemTime::now();
+        let last = from_unix(last);
+        let due = localapi::is_due(policy, Some(last), now);
+        let spaced_at = last + MIN_BACKUP_SPACING;
+        if due.due || now >= spaced_at {
+            return Ok(());
+        }
+        let next = due.next_at.map_or(spaced_at, |n| n.min(spaced_at));
+        Err(OpError::BackupNotDue {
+            vmid,
+            retry_after: next.duration_since(now).unwrap_or(Duration::from_secs(1)),
+        })
+    }
+
     fn backup_policy(&self, vmid: Vmid) -> Result<Option<BackupPolicy>, PortError> {
         Ok(self
             .backup_section()?
@@ -368,6 +399,10 @@ pub struct HandleOps {
 pub struct GuestFacts {
     shared: Arc<Shared>,
 }
+
+/// The shortest time between two controller-requested backups of a guest that are not due
+/// by its policy (issue 11 item 8).
+pub const MIN_BACKUP_SPACING: Duration = Duration::from_secs(3600);
 
 /// Local-API snapshots a guest may hold at once (issue 11 item 8: one token made 40 in a
 /// row). Snapshots root or an operator made do not count.
@@ -480,6 +515,7 @@ impl GuestOps for HandleOps {
             let Some(policy) = self.shared.backup_policy(vmid)? else {
                 return Err(OpError::NoBackupPolicy { vmid });
             };
+            self.shared.backup_spacing(vmid, &policy)?;
             let ticket = self.submit(
                 vmid,
                 GuestOp::Backup {

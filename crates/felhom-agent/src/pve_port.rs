@@ -211,11 +211,10 @@ impl Proxmox for PveProxmox {
     }
 
     async fn vzdump(&self, v: u32, storage: &str) -> Result<Posted, ProxmoxError> {
-        match self
-            .client
-            .vzdump(&VzdumpRequest::new(vmid(v)?, storage.to_owned()))
-            .await
-        {
+        // Never vzdump's own prune (`remove=1` is PVE's default): under keep-last=N a
+        // compromised controller would rotate every pre-compromise backup out in N calls
+        // (issue 11 item 8). Retention is the agent's to apply, from its own policy.
+        match self.client.vzdump(&backup_request(vmid(v)?, storage)).await {
             Ok(VzdumpOutcome::Task(upid)) => Ok(Posted::Task(upid)),
             // PVE answers without a task when none of the guests is on this node: nothing ran.
             Ok(VzdumpOutcome::NotOnThisNode) => Err(ProxmoxError::NoSuchGuest { vmid: v }),
@@ -272,4 +271,11 @@ impl Proxmox for PveProxmox {
             })
             .collect())
     }
+}
+
+/// The vzdump request of a backup step: `remove=0`, so a backup never prunes older ones.
+fn backup_request(vmid: pve::Vmid, storage: &str) -> VzdumpRequest {
+    let mut request = VzdumpRequest::new(vmid, storage.to_owned());
+    request.remove = Some(false);
+    request
 }

@@ -320,6 +320,14 @@ pub enum OpError {
         /// The oldest of them (an operator deletes one to make room).
         oldest: SnapshotName,
     },
+    /// `backup` that the policy does not call due, within the minimum spacing of the last.
+    #[error("guest {vmid}: no backup is due yet")]
+    BackupNotDue {
+        /// The guest.
+        vmid: Vmid,
+        /// When one will be allowed.
+        retry_after: Duration,
+    },
     /// `backup` for a guest without a backup policy in the desired state: there is no target,
     /// and the agent does not guess one. A client error, not a failure.
     #[error("guest {vmid} has no backup policy")]

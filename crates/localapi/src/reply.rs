@@ -27,6 +27,8 @@ pub enum Code {
     MethodNotAllowed,
     /// 409: the snapshot exists already, or a backup is already queued.
     Conflict,
+    /// 409: `POST /backup` when none is due and the last one is recent; see `Retry-After`.
+    BackupNotDue,
     /// 409: the guest holds as many local-API snapshots as it may; the answer names the oldest.
     SnapshotLimit,
     /// 403: `POST /rollback` to a snapshot of this guest that was not made through the local API.
@@ -58,6 +60,7 @@ impl Code {
             Code::NoBackupPolicy => "no_backup_policy",
             Code::RollbackNotAllowed => "rollback_not_allowed",
             Code::SnapshotLimit => "snapshot_limit",
+            Code::BackupNotDue => "backup_not_due",
             Code::PayloadTooLarge => "payload_too_large",
             Code::RateLimited => "rate_limited",
             Code::Busy => "busy",
@@ -76,6 +79,7 @@ impl Code {
             Code::Conflict => "already exists",
             Code::NoBackupPolicy => "no backup policy for this guest",
             Code::RollbackNotAllowed => "rollback only to snapshots made through the local api",
+            Code::BackupNotDue => "no backup is due yet, retry later",
             Code::SnapshotLimit => {
                 "this guest holds as many local api snapshots as it may; an operator must delete one"
             }
@@ -109,7 +113,9 @@ impl ApiError {
             Code::BadRequest | Code::UnexpectedParameter => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::Conflict | Code::NoBackupPolicy | Code::SnapshotLimit => StatusCode::CONFLICT,
+            Code::Conflict | Code::NoBackupPolicy | Code::SnapshotLimit | Code::BackupNotDue => {
+                StatusCode::CONFLICT
+            }
             Code::RollbackNotAllowed => StatusCode::FORBIDDEN,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -164,6 +164,9 @@ fn op_failed(err: OpError) -> ApiError {
         }
         OpError::Conflict { .. } => ApiError::new(Code::Conflict, err.to_string()),
         OpError::NoBackupPolicy { .. } => ApiError::new(Code::NoBackupPolicy, err.to_string()),
+        OpError::BackupNotDue { retry_after, .. } => {
+            ApiError::new(Code::BackupNotDue, err.to_string()).retry_after(retry_after)
+        }
         OpError::SnapshotLimit { ref oldest, .. } => {
             let oldest = oldest.as_str().to_owned();
             ApiError::new(Code::SnapshotLimit, err.to_string()).oldest(oldest)

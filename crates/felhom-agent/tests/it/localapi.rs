@@ -363,6 +363,26 @@ fn local_api_end_to_end_against_the_simulator() {
             (v["due"].as_bool(), v["reason"].as_str()),
             (Some(false), Some("not_yet"))
         );
+        // The vzdump ran with remove=0: a backup never prunes the ones before it (issue 11
+        // item 8: under keep-last=N a controller rotated every older backup out in N calls).
+        let log = sim.control("GET", "/_sim/requests", None).await.unwrap();
+        let vzdump = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .rfind(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/vzdump"))
+            .cloned()
+            .unwrap();
+        assert_eq!(vzdump["params"]["remove"], json!(0), "{vzdump}");
+        // And a second one right away is not due by the daily policy: refused, nothing posted.
+        let vzdumps = sim.requests("POST", "/vzdump").await.unwrap();
+        let (s, v) = api.call(Method::POST, "/backup", &t100, None).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::CONFLICT, Some("backup_not_due")),
+            "{v}"
+        );
+        assert_eq!(sim.requests("POST", "/vzdump").await.unwrap(), vzdumps);
 
         // POST /rollback goes through the engine's queue for guest 100: while another op holds
         // the guest (a backup submitted on the engine's handle, as the scheduler will, its POST
