@@ -26,6 +26,13 @@ use collect::SmartSnapshot;
 /// How many outcomes of signed ops are kept for reports (the hub drops an op from its queue
 /// once it has seen the outcome, so only recent ones matter).
 const MAX_OUTCOMES: usize = 100;
+/// New signed ops verified per directive at most (issue 11 item 4): each costs a signature
+/// check and an audit entry, so a hub flooding its directive with junk gets a bounded budget.
+/// The rest are refused unverified as `too-many-ops` (the hub drops them from its queue).
+pub const MAX_OPS_PER_DIRECTIVE: usize = 16;
+/// Of those refused unverified, how many get an outcome in the report (the rest are counted
+/// in the log): the report's outcome list stays useful for the ops that did run.
+const MAX_REFUSED_OUTCOMES: usize = 32;
 /// Audit entries read per report at most (the report's size bound trims further).
 const AUDIT_BATCH: u32 = 2000;
 /// How long the cloudflared probe waits; it is on loopback, so anything slower is "not ready".
@@ -260,17 +267,42 @@ pub async fn consume(
             // no longer sends, so this set stays small. One sent again later is verified again
             // and the journal's replay guard answers with the recorded outcome.
             seen_ops.retain(|k| current.contains(k));
+            let mut budget = MAX_OPS_PER_DIRECTIVE;
+            let mut over = 0usize;
             for op in r.ops.iter() {
                 if !seen_ops.insert(op_key(op)) {
                     continue;
                 }
-                let outcome = run_op(op, &jobs, &verifier).await;
+                let outcome = if budget == 0 {
+                    over += 1;
+                    (over <= MAX_REFUSED_OUTCOMES)
+                        .then(|| op_id_of(op))
+                        .flatten()
+                        .map(|op_id| OpOutcome {
+                            op_id,
+                            outcome: OpOutcomeKind::Rejected,
+                            reason: Some(format!(
+                                "too-many-ops: at most {MAX_OPS_PER_DIRECTIVE} new ops per directive"
+                            )),
+                            at: now_rfc3339(),
+                        })
+                } else {
+                    budget -= 1;
+                    run_op(op, &jobs, &verifier).await
+                };
                 if let Some(outcome) = outcome {
                     let mut list = outcomes.lock().unwrap_or_else(|e| e.into_inner());
                     list.push(outcome);
                     let excess = list.len().saturating_sub(MAX_OUTCOMES);
                     list.drain(..excess);
                 }
+            }
+            if over > 0 {
+                warn!(
+                    refused = over,
+                    cap = MAX_OPS_PER_DIRECTIVE,
+                    "hub directive carries more new signed ops than the cap; the rest refused unverified"
+                );
             }
         }
         if received.changed().await.is_err() {

@@ -510,3 +510,55 @@ async fn selftest_hub_does_one_round_trip() {
     );
     assert!(!out.contains("wrong-key-123") && !err.contains("wrong-key-123"));
 }
+
+/// Issue 11 item 4: a hub that floods its directive with junk ops gets a bounded
+/// verify-and-audit budget per directive; the rest are refused unverified, with a reason the
+/// hub sees in the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directive_flooded_with_ops_is_verified_only_up_to_the_cap() {
+    use base64::Engine as _;
+    let cap = felhom_agent::daemon::hub_link::MAX_OPS_PER_DIRECTIVE;
+    let flood = 40;
+    let sim = Sim::start(SimOptions::default().guests(1).task_ms(100)).expect("simulator");
+    let hub = Hub::start(HubOptions::default()).expect("hub");
+    let fx = Fixture::new();
+    let cfg = config(&fx, &sim, &hub, 1, 3);
+    hub.put_config(HOST, &json!({"poll_interval_s": 1, "jitter_s": 0}))
+        .await
+        .expect("hub config");
+    let notify = NotifySocket::bind(fx.dir.path());
+    let mut agent = spawn_agent(&cfg, &notify, 0, &[]);
+    wait_report(&hub, Duration::from_secs(30), |_| true).await;
+    // All of them in one directive: the agent's side of the hub is down while they queue.
+    hub.admin("POST", "/admin/down", Some(&json!({"ms": 2500})))
+        .await
+        .expect("down");
+    for i in 0..flood {
+        let payload = base64::engine::general_purpose::STANDARD
+            .encode(json!({"op_id": format!("junk-op-{i:04}")}).to_string());
+        let wire = json!({"payload": payload, "signature": "not a signature"}).to_string();
+        hub.post_op(HOST, &wire).await.expect("queue a junk op");
+    }
+    let report = wait_report(&hub, Duration::from_secs(30), |r| {
+        r["op_outcomes"]
+            .as_array()
+            .is_some_and(|o| o.len() >= flood)
+    })
+    .await;
+    let outcomes = report["op_outcomes"].as_array().expect("outcomes");
+    let capped = outcomes
+        .iter()
+        .filter(|o| {
+            o["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("too-many-ops"))
+        })
+        .count();
+    assert_eq!(capped, flood - cap, "{report:#}");
+    assert!(
+        outcomes.iter().all(|o| o["outcome"] == "rejected"),
+        "{report:#}"
+    );
+    sigterm(&agent);
+    wait_exit(&mut agent, Duration::from_secs(25)).expect("agent did not stop");
+}
