@@ -1,11 +1,11 @@
 //! Report encoding under a size bound, and gzip in both directions.
 //!
 //! A report is at most [`MAX_REPORT_BYTES`] of JSON before compression. The only part that
-//! grows without bound is the audit backlog (a hub outage of days), so when a report is too
-//! large the oldest audit entries are left out first and the report says which
-//! ([`OmittedRange`]); they remain in the host's journal. Everything else is bounded by the
-//! guest count; a report still too large without any audit entry is an error, never a silently
-//! truncated document.
+//! grows without bound is the audit backlog (a hub outage of days). Audit entries page forward
+//! from the hub's ack, oldest first, so when a report is too large its newest entries wait for
+//! the next report (the hub acknowledges what it received, and the next page starts there):
+//! nothing is skipped. Everything else is bounded by the guest count; a report still too large
+//! without any audit entry is an error, never a silently truncated document.
 
 use std::io::{Read, Write};
 
@@ -13,7 +13,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::report::{HostReport, OmittedRange};
+use crate::report::HostReport;
 use crate::Error;
 
 /// Bound on a report's uncompressed JSON, bytes (the hub refuses larger ones with 413).
@@ -28,12 +28,14 @@ pub struct EncodedReport {
     pub gzip: bool,
     /// JSON size before compression.
     pub json_len: usize,
-    /// Audit entries left out for size.
+    /// Audit entries left for the next report (the newest of this one's batch), for size.
     pub omitted_audit: u64,
 }
 
-/// Serializes `report` within `limit` bytes, trimming the oldest audit entries if needed
-/// (recorded in `report.audit.omitted`), then gzips it when `gzip`.
+/// Serializes `report` within `limit` bytes, then gzips it when `gzip`. Audit entries page
+/// forward from the hub's ack, oldest first: when the report is too large, the **newest**
+/// entries are left out and go in a later report (the hub's ack moves only as far as what it
+/// received), so nothing is skipped.
 pub fn encode_report(
     report: &mut HostReport,
     limit: usize,
@@ -42,23 +44,22 @@ pub fn encode_report(
     let mut json = to_json(report)?;
     let mut omitted = 0u64;
     if json.len() > limit {
-        // Sizes of each entry tell how many to drop; re-serialize to check, since the
-        // `omitted` record itself takes a few bytes.
+        // Sizes of the newest entries tell how many to defer; re-serialize to check.
         let sizes: Vec<usize> = report
             .audit
             .entries
             .iter()
             .map(|e| serde_json::to_vec(e).map(|v| v.len() + 1).unwrap_or(0))
             .collect();
-        let mut excess = json.len() - limit + 96;
+        let mut excess = json.len() - limit;
         let mut drop = 0;
         while excess > 0 && drop < sizes.len() {
-            excess = excess.saturating_sub(sizes[drop]);
+            excess = excess.saturating_sub(sizes[sizes.len() - 1 - drop]);
             drop += 1;
         }
         loop {
             let mut trimmed = report.clone();
-            apply_omission(&mut trimmed, drop);
+            defer_newest(&mut trimmed, drop);
             json = to_json(&trimmed)?;
             if json.len() <= limit {
                 omitted = drop as u64;
@@ -84,21 +85,9 @@ pub fn encode_report(
     })
 }
 
-fn apply_omission(report: &mut HostReport, drop: usize) {
-    if drop == 0 {
-        return;
-    }
-    let gone: Vec<_> = report.audit.entries.drain(..drop).collect();
-    let (first, last) = match (gone.first(), gone.last()) {
-        (Some(f), Some(l)) => (f.seq, l.seq),
-        _ => return,
-    };
-    let prior = report.audit.omitted.take();
-    report.audit.omitted = Some(OmittedRange {
-        from_seq: prior.as_ref().map_or(first, |p| p.from_seq.min(first)),
-        to_seq: last,
-        count: gone.len() as u64 + prior.map_or(0, |p| p.count),
-    });
+fn defer_newest(report: &mut HostReport, drop: usize) {
+    let keep = report.audit.entries.len().saturating_sub(drop);
+    report.audit.entries.truncate(keep);
 }
 
 fn to_json(report: &HostReport) -> Result<Vec<u8>, Error> {
@@ -173,19 +162,23 @@ mod tests {
     }
 
     #[test]
-    fn oversized_report_drops_oldest_audit_entries_and_says_so() {
+    fn oversized_report_defers_the_newest_audit_entries_to_the_next_page() {
         let mut r = HostReport::empty("h1", "0.1.0");
         r.audit.entries = (1..=2000).map(entry).collect();
         let enc = encode_report(&mut r, 64 * 1024, true).unwrap();
         assert!(enc.json_len <= 64 * 1024);
         let json = gunzip_bounded(&enc.body, 64 * 1024).unwrap();
         let back: HostReport = serde_json::from_slice(&json).unwrap();
-        let omitted = back.audit.omitted.clone().unwrap();
-        assert_eq!(omitted.from_seq, 1);
-        assert_eq!(omitted.count, enc.omitted_audit);
-        // The newest survive, contiguous after the omitted range.
-        assert_eq!(back.audit.entries[0].seq, omitted.to_seq + 1);
-        assert_eq!(back.audit.entries.last().unwrap().seq, 2000);
+        // The oldest are sent, contiguous from the first; nothing is reported omitted.
+        assert_eq!(back.audit.omitted, None);
+        assert_eq!(back.audit.entries[0].seq, 1);
+        let last = back.audit.entries.last().unwrap().seq;
+        assert_eq!(last, 2000 - enc.omitted_audit);
+        assert!(back
+            .audit
+            .entries
+            .windows(2)
+            .all(|w| w[1].seq == w[0].seq + 1));
         // Not more trimmed than needed: one more entry would not fit.
         assert!(enc.json_len + 400 > 64 * 1024 - 200);
     }

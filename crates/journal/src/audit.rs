@@ -211,6 +211,25 @@ impl Journal {
             .map_err(JournalError::sql(during))
     }
 
+    /// Up to `n` entries after `seq`, oldest first: the hub report pages forward from the last
+    /// acknowledged entry, so an entry the hub has not acknowledged is never skipped.
+    pub fn audit_after(&self, seq: i64, n: u32) -> Result<Vec<AuditEntry>, JournalError> {
+        let during = "reading the audit log";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, at, kind, actor, action, target, op_id, outcome, reason, detail,
+                        prev_hash, hash
+                 FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(JournalError::sql(during))?;
+        let rows = stmt
+            .query_map(params![seq, n], row_to_entry)
+            .map_err(JournalError::sql(during))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(JournalError::sql(during))
+    }
+
     /// Walks the whole chain and reports the first broken link.
     pub fn audit_verify(&self) -> Result<AuditCheck, JournalError> {
         let during = "verifying the audit log";
@@ -424,6 +443,22 @@ mod tests {
             j.append_audit(&entry(i, outcome, "x")).unwrap();
         }
         (dir, j)
+    }
+
+    #[test]
+    fn pages_forward_from_a_sequence_oldest_first() {
+        let (_dir, j) = journal_with(5);
+        let seqs = |after, n| {
+            j.audit_after(after, n)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(0, 2), [1, 2]);
+        assert_eq!(seqs(2, 2), [3, 4]);
+        assert_eq!(seqs(4, 10), [5]);
+        assert!(seqs(5, 10).is_empty());
     }
 
     #[test]

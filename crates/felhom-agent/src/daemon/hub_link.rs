@@ -130,7 +130,10 @@ impl AgentReport {
                 return Vec::new();
             }
         };
-        let tail = match journal.audit_tail(AUDIT_BATCH) {
+        // Forward from the ack, oldest first (issue 11 item 6: the newest 2,000 above the ack
+        // were sent, and older unacknowledged entries were skipped for good).
+        let after = i64::try_from(acked).unwrap_or(i64::MAX);
+        let tail = match journal.audit_after(after, AUDIT_BATCH) {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "cannot read the audit log for the report");
