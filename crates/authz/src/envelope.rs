@@ -45,18 +45,27 @@ pub enum Action {
     GuestRestoreOverwrite,
     /// Restore a guest that no longer exists.
     GuestRestore,
+    /// Make an existing guest managed by this agent (DESIGN.md §4.6).
+    GuestAdopt,
+    /// Destroy one volume of a guest.
+    VolumeDestroy,
     /// Detach a storage.
     StorageDetach,
     /// Wipe a storage.
     StorageWipe,
     /// Take the whole host out of service.
     HostDecommission,
+    /// Let the agent accept a lower desired-state generation once (recovery from a poisoned
+    /// hub).
+    DesiredReset,
     /// Run a backup now.
     BackupForce,
     /// Run a restore test now.
     RestoreTestRun,
     /// Enable break-glass access.
     BreakGlassEnable,
+    /// End break-glass access.
+    BreakGlassDisable,
     /// Update the agent.
     AgentUpdate,
 }
@@ -74,16 +83,20 @@ pub enum TargetKind {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 14] = [
         Action::GuestDestroy,
         Action::GuestRestoreOverwrite,
         Action::GuestRestore,
+        Action::GuestAdopt,
+        Action::VolumeDestroy,
         Action::StorageDetach,
         Action::StorageWipe,
         Action::HostDecommission,
+        Action::DesiredReset,
         Action::BackupForce,
         Action::RestoreTestRun,
         Action::BreakGlassEnable,
+        Action::BreakGlassDisable,
         Action::AgentUpdate,
     ];
 
@@ -93,6 +106,10 @@ impl Action {
             Action::GuestDestroy => "guest.destroy",
             Action::GuestRestoreOverwrite => "guest.restore_overwrite",
             Action::GuestRestore => "guest.restore",
+            Action::GuestAdopt => "guest.adopt",
+            Action::VolumeDestroy => "volume.destroy",
+            Action::DesiredReset => "desired.reset",
+            Action::BreakGlassDisable => "break_glass.disable",
             Action::StorageDetach => "storage.detach",
             Action::StorageWipe => "storage.wipe",
             Action::HostDecommission => "host.decommission",
@@ -115,10 +132,14 @@ impl Action {
             Action::GuestDestroy
             | Action::GuestRestoreOverwrite
             | Action::GuestRestore
+            | Action::GuestAdopt
+            | Action::VolumeDestroy
             | Action::RestoreTestRun => &[Vmid],
             Action::StorageDetach | Action::StorageWipe => &[Storage],
-            Action::HostDecommission | Action::AgentUpdate => &[Host],
-            Action::BackupForce | Action::BreakGlassEnable => &[Vmid, Host],
+            Action::HostDecommission | Action::DesiredReset | Action::AgentUpdate => &[Host],
+            Action::BackupForce | Action::BreakGlassEnable | Action::BreakGlassDisable => {
+                &[Vmid, Host]
+            }
         }
     }
 }

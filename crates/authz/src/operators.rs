@@ -11,7 +11,7 @@
 //! | role | may sign |
 //! |---|---|
 //! | `operator` | every action |
-//! | `support` | `backup.force`, `restore_test.run` (non-destructive one-shots) |
+//! | `support` | `backup.force`, `restore_test.run`, `break_glass.disable` (non-destructive one-shots) |
 
 use std::path::Path;
 
@@ -55,7 +55,10 @@ impl Role {
     pub fn may(self, action: Action) -> bool {
         match self {
             Role::Operator => true,
-            Role::Support => matches!(action, Action::BackupForce | Action::RestoreTestRun),
+            Role::Support => matches!(
+                action,
+                Action::BackupForce | Action::RestoreTestRun | Action::BreakGlassDisable
+            ),
         }
     }
 }

@@ -113,6 +113,11 @@ impl VerifiedOp {
         &self.key_fingerprint
     }
 
+    /// When it was issued, as signed.
+    pub fn issued_at(&self) -> OffsetDateTime {
+        self.issued_at
+    }
+
     /// When it stops being valid, as signed.
     pub fn expires_at(&self) -> OffsetDateTime {
         self.expires_at

@@ -45,10 +45,55 @@ impl Store for JournalStore {
         &self,
         state: &NewDesiredState,
         audit: &NewAuditEntry,
-    ) -> Result<Vec<u32>, StoreError> {
+    ) -> Result<(), StoreError> {
         self.lock()
             .accept_desired_state(state, audit)
             .map_err(err("accepting a desired state"))
+    }
+    fn accept_desired_after_reset(
+        &self,
+        state: &NewDesiredState,
+        now: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<Option<String>, StoreError> {
+        self.lock()
+            .accept_desired_state_after_reset(state, now, audit)
+            .map_err(err("accepting a desired state after a reset"))
+    }
+    fn arm_desired_reset(
+        &self,
+        op_id: &str,
+        signer: &str,
+        at: i64,
+        until: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .arm_desired_reset(op_id, signer, at, until, audit)
+            .map_err(err("arming a desired-state reset"))
+    }
+    fn adopt_guest(
+        &self,
+        vmid: u32,
+        op_id: &str,
+        identity: &str,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.lock()
+            .adopt_guest(vmid, op_id, identity, at, audit)
+            .map_err(err("adopting a guest"))
+    }
+    fn set_guest_identity(
+        &self,
+        vmid: u32,
+        identity: &str,
+        since: i64,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.lock()
+            .set_guest_identity(vmid, identity, since, at)
+            .map_err(err("recording a guest's identity"))
     }
     fn audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
         self.lock()

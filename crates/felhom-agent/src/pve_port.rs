@@ -113,6 +113,7 @@ impl Proxmox for PveProxmox {
         Ok(GuestConfig {
             digest: cfg.digest.clone(),
             values: normalize::actual_config(&cfg),
+            identity: normalize::identity_of(&cfg),
         })
     }
 

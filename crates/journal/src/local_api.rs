@@ -258,18 +258,9 @@ mod tests {
     #[test]
     fn releasing_a_guest_revokes_its_tokens_only() {
         let (_d, mut j) = open();
-        j.accept_desired_state(
-            &NewDesiredState {
-                generation: 1,
-                sha256: "s".into(),
-                body: "{}".into(),
-                source: "test".into(),
-                accepted_at: 1,
-                vmids: vec![101, 102],
-            },
-            &audit("accept"),
-        )
-        .unwrap();
+        for vmid in [101, 102] {
+            j.adopt_guest(vmid, "adopt", "id", 1, &audit("adopt")).unwrap();
+        }
         j.insert_local_api_token(&token("aaaa", 101), &audit("token.mint"))
             .unwrap();
         j.insert_local_api_token(&token("cccc", 102), &audit("token.mint"))
@@ -294,7 +285,6 @@ mod tests {
                     body: "{}".into(),
                     source: "test".into(),
                     accepted_at: 1,
-                    vmids: vec![],
                 },
                 &audit("accept"),
             )

@@ -220,6 +220,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ops_state ON ops (state);
     CREATE INDEX ops_guest ON ops (vmid, created_at);
     "#,
+    // 5: ownership is provenance (issue 11, DESIGN.md §4.6). A guest becomes managed by a signed
+    // `guest.adopt` (`adopted_op`) or by agent creation, no longer by being named in a desired
+    // state; rows adopted that way by earlier versions keep `managed = 1` (their
+    // `adopted_generation` says how). `identity` is the marker the agent wrote into the guest's
+    // config (NULL until written; an earlier version's guest gets one at the next cycle), and
+    // `identity_at` when that identity began, so a signed op issued before it is refused.
+    // `desired_resets`: a verified `desired.reset` arms the acceptance of one lower generation
+    // until it expires; using it records when and which generation.
+    r#"
+    ALTER TABLE guests ADD COLUMN adopted_op TEXT;
+    ALTER TABLE guests ADD COLUMN identity TEXT;
+    ALTER TABLE guests ADD COLUMN identity_at INTEGER;
+
+    CREATE TABLE desired_resets (
+        op_id           TEXT PRIMARY KEY,
+        signer          TEXT NOT NULL,
+        armed_at        INTEGER NOT NULL,
+        armed_until     INTEGER NOT NULL,
+        used_at         INTEGER,
+        used_generation INTEGER
+    ) STRICT;
+    "#,
 ];
 
 /// Brings a freshly opened connection to [`SCHEMA_VERSION`], or refuses the file.
@@ -498,5 +520,25 @@ mod tests {
             )
             .is_err());
         assert!(j.audit_verify().unwrap().first_broken.is_none());
+    }
+
+    #[test]
+    fn version_5_keeps_guests_adopted_by_a_desired_state_managed() {
+        let dir = tempfile::tempdir().unwrap();
+        version_3(dir.path());
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+            conn.execute_batch(
+                "INSERT INTO guests VALUES (101, 1, 3, NULL, 0, 5, 6);
+                 INSERT INTO guests VALUES (102, 0, 2, NULL, 0, 5, 6);",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let guests = j.guests().unwrap();
+        assert_eq!(guests.len(), 2);
+        assert!(guests[0].managed && !guests[1].managed);
+        assert_eq!(guests[0].adopted_generation, Some(3));
+        assert_eq!((guests[0].identity.as_deref(), guests[0].adopted_op.as_deref()), (None, None));
     }
 }

@@ -97,6 +97,7 @@ mod tests {
         GuestConfig {
             digest: Some("d".into()),
             values: BTreeMap::new(),
+            identity: None,
         }
     }
 

@@ -59,6 +59,8 @@ pub fn classify(
         // A snapshot or a backup adds a copy; deleting a snapshot removes a copy, never the
         // primary one.
         Step::Snapshot { .. } | Step::Vzdump { .. } | Step::DeleteSnapshot { .. } => Class::Benign,
+        // The agent's own identity line; the description's text is kept.
+        Step::MarkIdentity { .. } => Class::Benign,
         // Rollback discards what changed since the snapshot, so it is asked for only by the
         // guest's own controller through the local API (seed §6: the controller owns its app's
         // snapshot points) or by the agent's selftest on a snapshot it took moments before; the
@@ -103,6 +105,7 @@ mod tests {
             scratch,
             first_seen: 0,
             last_seen: 0,
+            ..GuestRecord::default()
         }
     }
 
@@ -156,7 +159,7 @@ mod tests {
             vmid in 100u32..100_000, generation in 0u64..1000, op in proptest::option::of("[a-z0-9-]{1,12}"),
         ) {
             let r = GuestRecord { vmid, managed: true, adopted_generation: Some(generation),
-                created_by_op: None, scratch: false, first_seen: 0, last_seen: 0 };
+                created_by_op: None, scratch: false, first_seen: 0, last_seen: 0, ..GuestRecord::default() };
             let is_signature = matches!(
                 classify(&Step::Destroy, vmid, Some(&r), op.as_deref()),
                 Class::NeedsSignature { action: Action::GuestDestroy, target: Target::Vmid(v) } if v == vmid

@@ -296,10 +296,32 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 reason: e.to_string(),
             },
             Ok(doc) => match desired::accept(self.desired.as_deref(), &doc) {
-                Acceptance::Older { current } => Ingest::Ignored {
-                    generation: doc.generation,
-                    current,
-                },
+                Acceptance::Older { current } => {
+                    // A signed `desired.reset` lets one lower generation in (a poisoned hub's
+                    // recovery); without one it is ignored.
+                    let record = Self::record_of(&doc, input);
+                    let entry = agent_entry("desired", "accepted")
+                        .action("accept")
+                        .reason("desired-reset")
+                        .detail(format!(
+                            "generation {} (below {current}) sha256 {} from {}, after a signed desired.reset",
+                            doc.generation, doc.sha256, input.source
+                        ));
+                    let reset = self
+                        .exec
+                        .with_store(|s| s.accept_desired_after_reset(&record, now(), &entry))
+                        .map_err(EngineError::Journal)?;
+                    match reset {
+                        Some(op_id) => {
+                            warn!(generation = doc.generation, current, op_id = %op_id, "lower desired state accepted after a signed reset");
+                            return Ok(self.took(doc));
+                        }
+                        None => Ingest::Ignored {
+                            generation: doc.generation,
+                            current,
+                        },
+                    }
+                }
                 Acceptance::Same => Ingest::Unchanged,
                 Acceptance::Conflicting { current_sha256 } => Ingest::Rejected {
                     reason: format!(
@@ -311,26 +333,13 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                     for section in &doc.ignored_sections {
                         warn!(section = %section, "desired state section not supported yet, ignored");
                     }
-                    let record = NewDesiredState {
-                        generation: doc.generation,
-                        sha256: doc.sha256.clone(),
-                        body: doc.canonical.clone(),
-                        source: input.source.clone(),
-                        accepted_at: now(),
-                        vmids: doc.guests.keys().copied().collect(),
-                    };
+                    let record = Self::record_of(&doc, input);
                     let entry = agent_entry("desired", "accepted").action("accept").detail(format!("generation {} sha256 {} from {}", doc.generation, doc.sha256, input.source));
-                    let adopted = self
-                        .exec
+                    self.exec
                         .with_store(|s| s.accept_desired(&record, &entry))
                         .map_err(EngineError::Journal)?;
-                    info!(generation = doc.generation, adopted = adopted.len(), "desired state accepted");
-                    let generation = doc.generation;
-                    self.status.generation = Some(generation);
-                    self.status.refused = None;
-                    self.desired = Some(Arc::new(doc));
-                    // Published with the next cycle: `generation` in the status means applied.
-                    return Ok(Ingest::Accepted { generation });
+                    info!(generation = doc.generation, "desired state accepted");
+                    return Ok(self.took(doc));
                 }
             },
         };
@@ -374,6 +383,26 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         }
         self.publish();
         Ok(result)
+    }
+
+    fn record_of(doc: &DesiredState, input: &DesiredInput) -> NewDesiredState {
+        NewDesiredState {
+            generation: doc.generation,
+            sha256: doc.sha256.clone(),
+            body: doc.canonical.clone(),
+            source: input.source.clone(),
+            accepted_at: now(),
+        }
+    }
+
+    /// The document, journaled as accepted, is now the one in force.
+    fn took(&mut self, doc: DesiredState) -> Ingest {
+        let generation = doc.generation;
+        self.status.generation = Some(generation);
+        self.status.refused = None;
+        self.desired = Some(Arc::new(doc));
+        // Published with the next cycle: `generation` in the status means applied.
+        Ingest::Accepted { generation }
     }
 
     fn publish(&self) {
@@ -449,7 +478,24 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 Err(e) => warn!(vmid, error = %crate::error_chain(&e), "status read failed"),
             }
         }
-        let (_, records) = self.managed()?;
+        let (_, mut records) = self.managed()?;
+        // A managed guest gone from the node is released at once: a later guest on the same
+        // vmid starts unmanaged (DESIGN.md §4.6). One being recovered is left to its recovery.
+        let vanished: Vec<u32> = records
+            .values()
+            .filter(|r| r.managed && !actual.guests.contains_key(&r.vmid))
+            .filter(|r| !recovering.contains(&r.vmid))
+            .map(|r| r.vmid)
+            .collect();
+        if !vanished.is_empty() {
+            for vmid in &vanished {
+                self.exec
+                    .release(*vmid, "vanished", None)
+                    .map_err(EngineError::Journal)?;
+                self.cache.invalidate(*vmid);
+            }
+            records = self.managed()?.1;
+        }
         let desired = self.desired.clone();
         let mut errors = BTreeMap::new();
         self.backoff.retain(|_, b| b.until > now_i);
@@ -483,6 +529,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         let mut pending = Vec::new();
         let mut jobs = JoinSet::new();
         let mut started = 0u32;
+        let preview_vmids: BTreeSet<u32> = preview.ops.iter().map(|o| o.op.vmid).collect();
         for ClassifiedOp { op, verdict, .. } in preview.ops {
             if recovering.contains(&op.vmid) {
                 errors.insert(
@@ -546,6 +593,55 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 (vmid, result)
             });
         }
+        // A managed guest without an identity (adopted by an earlier version, or tagged by the
+        // agent before it wrote identities) gets one, in a cycle where nothing else is planned
+        // for it; its identity dates from when it was first managed.
+        let planned: BTreeSet<u32> = preview_vmids;
+        for record in records.values() {
+            let vmid = record.vmid;
+            let idle = actual.guests.get(&vmid).is_some_and(|g| g.lock.is_none());
+            if !record.managed
+                || record.identity.is_some()
+                || !idle
+                || planned.contains(&vmid)
+                || recovering.contains(&vmid)
+                || self.backoff.contains_key(&vmid)
+            {
+                continue;
+            }
+            let identity = match crate::normalize::new_identity() {
+                Ok(identity) => identity,
+                Err(e) => {
+                    error!(vmid, error = %e, "no randomness for a guest identity");
+                    continue;
+                }
+            };
+            self.op_seq += 1;
+            let spec = OpSpec {
+                op_id: format!("rc-{vmid}-{}-{}", now(), self.op_seq),
+                kind: OpKind::Reconcile,
+                vmid,
+                generation,
+                steps: vec![Step::MarkIdentity {
+                    identity: identity.clone(),
+                }],
+                authority: None,
+                wait_limit: None,
+            };
+            let (exec, queues, since) = (self.exec.clone(), self.queues.clone(), record.first_seen);
+            started += 1;
+            jobs.spawn(async move {
+                let result = match queues.run(vmid, exec.run(&spec)).await {
+                    Ok(Ok(())) => exec
+                        .with_store(|s| s.set_guest_identity(vmid, &identity, since, now()))
+                        .map(drop)
+                        .map_err(|e| crate::error_chain(&e)),
+                    Ok(Err(e)) => Err(crate::error_chain(&e)),
+                    Err(busy) => Err(busy.to_string()),
+                };
+                (vmid, result)
+            });
+        }
         while let Some(joined) = jobs.join_next().await {
             let (vmid, result) = match joined {
                 Ok(done) => done,
@@ -585,6 +681,13 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         for note in preview.notes {
             match note {
                 Note::Unmanaged { vmid } => unmanaged.push(vmid),
+                Note::NeedsAdoption { vmid } => pending.push(PendingStep {
+                    vmid,
+                    step: "adopt".into(),
+                    action: authz::Action::GuestAdopt.as_str().to_owned(),
+                    target: authz::Target::Vmid(vmid).to_string(),
+                    reason: "adoption-needs-signature: named in the desired state, not managed by this agent; not touched".into(),
+                }),
                 Note::Missing { vmid } => {
                     errors.entry(vmid).or_insert_with(|| {
                         "not on this node (provisioning is not supported yet)".into()
@@ -708,18 +811,18 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
 
     /// Runs a verified signed op (outside the reconcile cycle, through the guest's queue).
     pub async fn run_signed(&mut self, op: &VerifiedOp) -> JobOutcome {
-        let managed = match op.target() {
+        let record = match op.target() {
             authz::Target::Vmid(v) => match self.managed() {
-                Ok((m, _)) => m.contains(v),
+                Ok((_, mut records)) => Ok(records.remove(v)),
                 // Not knowing is not "unmanaged": the op is refused, and the log says why.
                 Err(e) => {
                     error!(op_id = op.op_id(), error = %crate::error_chain(&e), "cannot read which guests are managed; signed op refused");
-                    false
+                    Err(())
                 }
             },
-            _ => false,
+            _ => Ok(None),
         };
-        let outcome = jobs::run_signed(&self.exec, &self.queues, op, managed).await;
+        let outcome = jobs::run_signed(&self.exec, &self.queues, op, record).await;
         if let authz::Target::Vmid(v) = op.target() {
             self.mutated.insert(*v, Instant::now());
             self.cache.invalidate(*v);
@@ -771,6 +874,10 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 Ok(()) = desired_rx.changed() => "desired-changed",
                 Some(job) = jobs_rx.recv() => {
                     let outcome = self.run_signed(&job.op).await;
+                    // An armed reset applies to the document already offered: offer it again.
+                    if job.op.action() == authz::Action::DesiredReset {
+                        last_input = None;
+                    }
                     let _ = job.reply.send(outcome);
                     "signed-job"
                 }

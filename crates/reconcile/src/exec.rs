@@ -82,6 +82,15 @@ pub enum ExecError {
         /// PVE's exit status.
         exitstatus: String,
     },
+    /// The guest on this vmid is not the one the agent manages (its identity line is missing or
+    /// another's), or it is gone: released, and nothing of the op ran.
+    #[error("guest {vmid} is not the guest this agent manages ({why}); released, nothing done")]
+    IdentityChanged {
+        /// The guest.
+        vmid: u32,
+        /// `identity-changed` or `vanished`.
+        why: &'static str,
+    },
     /// A destroy step without an authority for this guest (a bug: refused before any POST).
     #[error("destroy of guest {vmid} without authority")]
     Unauthorized {
@@ -214,6 +223,10 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             source,
         };
         let kind_word = spec.kind.as_str();
+        if let Err(err) = self.check_identity(spec).await {
+            self.fail_unstarted(spec, &crate::error_chain(&err));
+            return Err(err);
+        }
         for (idx, step) in spec.steps.iter().enumerate() {
             let idx = idx as u32;
             if let Err(err) = self.run_step(spec, idx, step).await {
@@ -236,6 +249,77 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         .map_err(journal_err)?;
         info!(op_id = %spec.op_id, vmid = spec.vmid, "op succeeded");
         Ok(())
+    }
+
+    /// Before an op on a managed guest acts: is the guest on the vmid still the one whose
+    /// identity the agent recorded (DESIGN.md §4.6)? One config read. A guest that lost its
+    /// identity line or carries another's, or is gone, is released at once (provenance,
+    /// tokens, pending ops, in one journal transaction) and the op does not run. Ops that write
+    /// the identity, and guests without a recorded one (adopted by an earlier version, until
+    /// the engine writes theirs), are not checked.
+    async fn check_identity(&self, spec: &OpSpec) -> Result<(), ExecError> {
+        if spec
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MarkIdentity { .. }))
+        {
+            return Ok(());
+        }
+        let vmid = spec.vmid;
+        let record = self
+            .with_store(|s| s.guests())
+            .map_err(|source| ExecError::Journal {
+                op_id: spec.op_id.clone(),
+                source,
+            })?
+            .into_iter()
+            .find(|r| r.vmid == vmid);
+        let Some(expected) = record.filter(|r| r.managed).and_then(|r| r.identity) else {
+            return Ok(());
+        };
+        let why = match self.px.guest_config(vmid).await {
+            Ok(cfg) if cfg.identity.as_deref() == Some(expected.as_str()) => return Ok(()),
+            Ok(_) => "identity-changed",
+            Err(ProxmoxError::NoSuchGuest { .. }) => "vanished",
+            Err(source) => {
+                return Err(ExecError::Proxmox {
+                    op_id: spec.op_id.clone(),
+                    vmid,
+                    step: "identity check",
+                    source,
+                })
+            }
+        };
+        self.release(vmid, why, Some(&spec.op_id))
+            .map_err(|source| ExecError::Journal {
+                op_id: spec.op_id.clone(),
+                source,
+            })?;
+        Err(ExecError::IdentityChanged { vmid, why })
+    }
+
+    /// Releases a managed guest that vanished or was replaced (`why`), audited.
+    pub(crate) fn release(
+        &self,
+        vmid: u32,
+        why: &str,
+        op_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        warn!(vmid, why, "managed guest released");
+        let mut entry = agent_entry("guest", "released")
+            .action("release")
+            .vmid(vmid)
+            .reason(why)
+            .detail(match why {
+                "vanished" => format!("guest {vmid} is no longer on the node"),
+                _ => format!(
+                    "guest {vmid} does not carry the identity the agent recorded: another guest on a reused vmid starts unmanaged"
+                ),
+            });
+        if let Some(op_id) = op_id {
+            entry = entry.op_id(op_id);
+        }
+        self.with_store(|s| s.release_guest(vmid, now(), &entry))
     }
 
     /// Records an op that failed its checks before any step started (nothing was posted).
@@ -318,6 +402,58 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             },
             _ => false,
         };
+        // What a config PUT writes: a description keeps the guest's identity line; marking
+        // the identity keeps the description's text, conditional on the config just read.
+        let config_put = match step {
+            Step::SetConfig { changes, digest } => {
+                let mut changes = changes.clone();
+                if let Some(text) = changes.get("description").cloned() {
+                    let identity = self
+                        .with_store(|s| s.guests())
+                        .map_err(journal_err)?
+                        .into_iter()
+                        .find(|r| r.vmid == vmid && r.managed)
+                        .and_then(|r| r.identity);
+                    if let Some(identity) = identity {
+                        changes.insert(
+                            "description".into(),
+                            crate::normalize::with_identity(&text, &identity),
+                        );
+                    }
+                }
+                Some((changes, digest.clone()))
+            }
+            Step::MarkIdentity { identity } => match self.px.guest_config(vmid).await {
+                Ok(cfg) => {
+                    let text = cfg.values.get("description").cloned().unwrap_or_default();
+                    let mut changes = std::collections::BTreeMap::new();
+                    changes.insert(
+                        "description".to_owned(),
+                        crate::normalize::with_identity(&text, identity),
+                    );
+                    Some((changes, cfg.digest))
+                }
+                Err(source) => {
+                    self.record_or_log(op_id, "step never ran", |s| {
+                        s.step_finished(
+                            op_id,
+                            idx,
+                            StepStatus::Failed,
+                            Some(&crate::error_chain(&source)),
+                            now(),
+                            None,
+                        )
+                    });
+                    return Err(ExecError::Proxmox {
+                        op_id: op_id.to_owned(),
+                        vmid,
+                        step: step.kind(),
+                        source,
+                    });
+                }
+            },
+            _ => None,
+        };
         self.with_store(|s| {
             s.step_intent(
                 op_id,
@@ -337,9 +473,12 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             Step::Start => self.px.start(vmid).await,
             Step::Shutdown => self.px.shutdown(vmid).await,
             Step::Stop => self.px.stop(vmid).await,
-            Step::SetConfig { changes, digest } => {
-                self.px.set_config(vmid, changes, digest.as_deref()).await
-            }
+            Step::SetConfig { .. } | Step::MarkIdentity { .. } => match &config_put {
+                Some((changes, digest)) => {
+                    self.px.set_config(vmid, changes, digest.as_deref()).await
+                }
+                None => return Err(ExecError::Unauthorized { vmid }),
+            },
             Step::Destroy => match &spec.authority {
                 Some(authority) => self.px.destroy(authority).await,
                 None => return Err(ExecError::Unauthorized { vmid }),

@@ -167,6 +167,11 @@ impl FakeProxmox {
         self.lock().guests.insert(vmid, guest);
     }
 
+    /// Removes a guest (one destroyed behind the agent's back).
+    pub fn remove_guest(&self, vmid: u32) {
+        self.lock().guests.remove(&vmid);
+    }
+
     /// How many tasks of `task_type` were started on `vmid`.
     pub fn tasks_of(&self, task_type: &str, vmid: u32) -> usize {
         self.lock()
@@ -340,9 +345,21 @@ impl Proxmox for FakeProxmox {
             .guests
             .get(&vmid)
             .ok_or(ProxmoxError::NoSuchGuest { vmid })?;
+        let mut values = g.config.clone();
+        let identity = match values.remove("description") {
+            Some(d) => {
+                let (text, identity) = crate::normalize::split_identity(&d);
+                if !text.is_empty() {
+                    values.insert("description".into(), text);
+                }
+                identity
+            }
+            None => None,
+        };
         Ok(GuestConfig {
             digest: Some(format!("digest-{}", g.digest)),
-            values: g.config.clone(),
+            values,
+            identity,
         })
     }
 
@@ -508,11 +525,49 @@ impl Proxmox for FakeProxmox {
     }
 }
 
+/// Makes `vmid` managed as a signed adoption leaves it: the identity line in the fake guest's
+/// description and the same identity in the store (since time 0). Returns the identity.
+pub fn adopt(px: &FakeProxmox, store: &MemoryStore, vmid: u32) -> String {
+    let identity = format!("{:032x}", u128::from(vmid) * 0x9e37_79b9_7f4a_7c15);
+    if let Some(mut g) = px.guest(vmid) {
+        let text = g
+            .config
+            .get("description")
+            .map(|d| crate::normalize::split_identity(d).0)
+            .unwrap_or_default();
+        g.config.insert(
+            "description".into(),
+            crate::normalize::with_identity(&text, &identity),
+        );
+        px.put_guest(vmid, g);
+    }
+    store.manage_with_identity(vmid, &identity, 0);
+    identity
+}
+
 // ---------------------------------------------------------------------------------------------
 // Store
 
+#[derive(Debug)]
+struct Reset {
+    op_id: String,
+    until: i64,
+    used: Option<i64>,
+}
+
+fn desired_record(state: &NewDesiredState) -> DesiredStateRecord {
+    DesiredStateRecord {
+        generation: state.generation,
+        sha256: state.sha256.clone(),
+        body: state.body.clone(),
+        source: state.source.clone(),
+        accepted_at: state.accepted_at,
+    }
+}
+
 #[derive(Debug, Default)]
 struct Records {
+    resets: Vec<Reset>,
     desired: Vec<DesiredStateRecord>,
     guests: BTreeMap<u32, GuestRecord>,
     ops: Vec<OpRecord>,
@@ -562,7 +617,8 @@ impl MemoryStore {
         self.lock().audit.clone()
     }
 
-    /// Records a guest as managed (as an earlier adoption or creation would have).
+    /// Records a guest as managed the way a version before 0.7.0 adopted it (named in a
+    /// desired state; no identity yet).
     pub fn manage(&self, vmid: u32) {
         self.lock().guests.insert(
             vmid,
@@ -570,10 +626,32 @@ impl MemoryStore {
                 vmid,
                 managed: true,
                 adopted_generation: Some(1),
+                adopted_op: None,
                 created_by_op: None,
                 scratch: false,
                 first_seen: 0,
                 last_seen: 0,
+                identity: None,
+                identity_at: None,
+            },
+        );
+    }
+
+    /// Records a guest as adopted by a signed op with `identity` since `since`.
+    pub fn manage_with_identity(&self, vmid: u32, identity: &str, since: i64) {
+        self.lock().guests.insert(
+            vmid,
+            GuestRecord {
+                vmid,
+                managed: true,
+                adopted_generation: None,
+                adopted_op: Some(format!("adopt-{vmid}")),
+                created_by_op: None,
+                scratch: false,
+                first_seen: since,
+                last_seen: since,
+                identity: Some(identity.to_owned()),
+                identity_at: Some(since),
             },
         );
     }
@@ -663,7 +741,7 @@ impl Store for MemoryStore {
         &self,
         state: &NewDesiredState,
         audit: &NewAuditEntry,
-    ) -> Result<Vec<u32>, StoreError> {
+    ) -> Result<(), StoreError> {
         self.write("accepting a desired state", Some(audit), |r| {
             if r.desired
                 .last()
@@ -671,31 +749,106 @@ impl Store for MemoryStore {
             {
                 return Err("generation is not newer than the stored one".into());
             }
-            r.desired.push(DesiredStateRecord {
-                generation: state.generation,
-                sha256: state.sha256.clone(),
-                body: state.body.clone(),
-                source: state.source.clone(),
-                accepted_at: state.accepted_at,
-            });
-            let mut adopted = Vec::new();
-            for vmid in &state.vmids {
-                let g = r.guests.entry(*vmid).or_insert_with(|| GuestRecord {
-                    vmid: *vmid,
-                    managed: false,
+            r.desired.push(desired_record(state));
+            Ok(())
+        })
+    }
+
+    fn accept_desired_after_reset(
+        &self,
+        state: &NewDesiredState,
+        now: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<Option<String>, StoreError> {
+        let armed = {
+            let r = self.lock();
+            r.resets
+                .iter()
+                .rev()
+                .find(|x| x.used.is_none() && x.until >= now)
+                .map(|x| x.op_id.clone())
+        };
+        let Some(op_id) = armed else {
+            return Ok(None);
+        };
+        self.write("accepting a desired state after a reset", Some(audit), |r| {
+            r.desired.retain(|d| d.generation < state.generation);
+            r.desired.push(desired_record(state));
+            if let Some(x) = r.resets.iter_mut().find(|x| x.op_id == op_id) {
+                x.used = Some(now);
+            }
+            Ok(Some(op_id))
+        })
+    }
+
+    fn arm_desired_reset(
+        &self,
+        op_id: &str,
+        _signer: &str,
+        _at: i64,
+        until: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write("arming a desired-state reset", Some(audit), |r| {
+            if !r.resets.iter().any(|x| x.op_id == op_id) {
+                r.resets.push(Reset {
+                    op_id: op_id.to_owned(),
+                    until,
+                    used: None,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn adopt_guest(
+        &self,
+        vmid: u32,
+        op_id: &str,
+        identity: &str,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        if self.lock().guests.get(&vmid).is_some_and(|g| g.managed) {
+            return Ok(false);
+        }
+        self.write("adopting a guest", Some(audit), |r| {
+            r.guests.insert(
+                vmid,
+                GuestRecord {
+                    vmid,
+                    managed: true,
                     adopted_generation: None,
+                    adopted_op: Some(op_id.to_owned()),
                     created_by_op: None,
                     scratch: false,
-                    first_seen: state.accepted_at,
-                    last_seen: state.accepted_at,
-                });
-                if !g.managed {
-                    g.managed = true;
-                    g.adopted_generation = Some(state.generation);
-                    adopted.push(*vmid);
+                    first_seen: at,
+                    last_seen: at,
+                    identity: Some(identity.to_owned()),
+                    identity_at: Some(at),
+                },
+            );
+            Ok(true)
+        })
+    }
+
+    fn set_guest_identity(
+        &self,
+        vmid: u32,
+        identity: &str,
+        since: i64,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.write("recording a guest's identity", None, |r| {
+            match r.guests.get_mut(&vmid) {
+                Some(g) if g.managed && g.identity.is_none() => {
+                    g.identity = Some(identity.to_owned());
+                    g.identity_at = Some(since);
+                    g.last_seen = at;
+                    Ok(true)
                 }
+                _ => Ok(false),
             }
-            Ok(adopted)
         })
     }
 
@@ -712,7 +865,18 @@ impl Store for MemoryStore {
             if let Some(g) = r.guests.get_mut(&vmid) {
                 g.managed = false;
                 g.scratch = false;
+                g.identity = None;
+                g.identity_at = None;
                 g.last_seen = at;
+            }
+            for op in r
+                .ops
+                .iter_mut()
+                .filter(|o| o.vmid == vmid && o.state == OpStatus::PendingSignature)
+            {
+                op.state = OpStatus::Abandoned;
+                op.error = Some("guest released".into());
+                op.updated_at = at;
             }
             Ok(())
         })

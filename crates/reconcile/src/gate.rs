@@ -127,6 +127,7 @@ mod tests {
             scratch,
             first_seen: 0,
             last_seen: 0,
+            ..GuestRecord::default()
         }
     }
 

@@ -6,11 +6,23 @@
 //! and its outcome is recorded on the signed op (`signed_ops.state`/`outcome`) and audited.
 //!
 //! `guest.destroy`: only a guest this agent manages (an unmanaged guest is never touched, even
-//! with a signature); `stop` first if it runs, then `destroy` with `purge`. Every other action
-//! is refused as "not supported yet" (recorded) until its capability lands.
+//! with a signature); `stop` first if it runs, then `destroy` with `purge`.
+//!
+//! `guest.adopt`: an existing guest this agent does not manage becomes managed (DESIGN.md §4.6):
+//! the agent writes a fresh identity line into its description (one journaled step), then
+//! records the adoption with that identity. A crash between the two leaves the guest unmanaged
+//! (a stray line is no identity the journal knows); the operator signs a new adoption.
+//!
+//! `desired.reset`: arms the acceptance of one desired state with a lower generation until the
+//! op expires (recovery from a poisoned generation); the engine offers the current document
+//! again at once.
+//!
+//! A signed op naming a guest whose identity began after the op was issued (another guest on a
+//! reused vmid, adopted since) is refused `identity-changed`. Every other action is refused as
+//! "not supported yet" (recorded) until its capability lands.
 
 use authz::{Action, Target, VerifiedOp};
-use journal::{NewAuditEntry, OpKind, OpStatus};
+use journal::{GuestRecord, NewAuditEntry, OpKind, OpStatus};
 use serde::Serialize;
 
 use crate::exec::{agent_entry, now, ExecError, Executor, OpSpec};
@@ -62,13 +74,20 @@ impl JobOutcome {
     }
 }
 
-/// Runs one verified op. `managed` answers whether the agent manages a vmid.
+/// What the journal says about an op's target guest: its provenance record (`None`: never
+/// seen, or the op targets no guest), or `Err` when the journal could not be read.
+pub type TargetRecord = Result<Option<GuestRecord>, ()>;
+
+/// Runs one verified op with the journal's record of its target guest.
 pub async fn run_signed<P: Proxmox, S: Store>(
     exec: &Executor<P, S>,
     queues: &GuestQueues,
     op: &VerifiedOp,
-    managed: bool,
+    record: TargetRecord,
 ) -> JobOutcome {
+    let managed = record
+        .as_ref()
+        .is_ok_and(|r| r.as_ref().is_some_and(|r| r.managed));
     let mut outcome = JobOutcome {
         op_id: op.op_id().to_owned(),
         action: op.action().as_str().to_owned(),
@@ -86,6 +105,19 @@ pub async fn run_signed<P: Proxmox, S: Store>(
             ),
         };
         return finish(exec, op, outcome);
+    }
+    let issued = op.issued_at().unix_timestamp();
+    if let Ok(Some(r)) = &record {
+        if r.managed && r.identity_at.is_some_and(|at| at > issued) {
+            outcome.result = JobResult::Refused {
+                reason: "identity-changed".into(),
+                detail: format!(
+                    "guest {} became the guest this agent manages after the op was issued; sign a new op",
+                    r.vmid
+                ),
+            };
+            return finish(exec, op, outcome);
+        }
     }
     outcome.result = match (op.action(), op.target()) {
         (Action::GuestDestroy, Target::Vmid(vmid)) if managed => {
@@ -113,6 +145,30 @@ pub async fn run_signed<P: Proxmox, S: Store>(
             reason: "not-managed".into(),
             detail: format!("guest {vmid} is not managed by this agent; it is never touched"),
         },
+        (Action::GuestAdopt, Target::Vmid(vmid)) => match &record {
+            Err(()) => JobResult::Refused {
+                reason: "journal-unavailable".into(),
+                detail: "the journal could not be read; nothing was done".into(),
+            },
+            Ok(_) if managed => JobResult::Refused {
+                reason: "already-managed".into(),
+                detail: format!("guest {vmid} is managed by this agent already"),
+            },
+            Ok(_) => {
+                let vmid = *vmid;
+                exec.record_or_log(op.op_id(), "signed op running", |s| {
+                    s.set_signed_op_state(op.op_id(), journal::OpState::Running, None, now())
+                });
+                match queues.run(vmid, adopt(exec, op, vmid)).await {
+                    Ok(result) => result,
+                    Err(busy) => JobResult::Refused {
+                        reason: "busy".into(),
+                        detail: busy.to_string(),
+                    },
+                }
+            }
+        },
+        (Action::DesiredReset, Target::Host) => arm_reset(exec, op),
         (action, _) => JobResult::Refused {
             reason: "not-supported".into(),
             detail: format!("{action} is not supported by this agent yet"),
@@ -151,6 +207,106 @@ fn finish<P: Proxmox, S: Store>(
     outcome
 }
 
+fn expired(op: &VerifiedOp, what: &str) -> Option<JobResult> {
+    (!op.may_start(time::OffsetDateTime::now_utc())).then(|| JobResult::Refused {
+        reason: "expired".into(),
+        detail: format!(
+            "the signature expired ({}) before {what} could start; nothing was done",
+            op.expires_at()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        ),
+    })
+}
+
+async fn adopt<P: Proxmox, S: Store>(exec: &Executor<P, S>, op: &VerifiedOp, vmid: u32) -> JobResult {
+    if let Some(refused) = expired(op, &format!("the adoption of guest {vmid}")) {
+        return refused;
+    }
+    match exec.px.guest_status(vmid).await {
+        Ok(_) => {}
+        Err(ProxmoxError::NoSuchGuest { .. }) => {
+            return JobResult::Refused {
+                reason: "no-such-guest".into(),
+                detail: format!("guest {vmid} does not exist; only an existing guest is adopted"),
+            }
+        }
+        Err(e) => {
+            return JobResult::Failed {
+                error: crate::error_chain(&e),
+            }
+        }
+    }
+    let identity = match crate::normalize::new_identity() {
+        Ok(identity) => identity,
+        Err(e) => {
+            return JobResult::Failed {
+                error: format!("no randomness for the guest's identity: {e}"),
+            }
+        }
+    };
+    let spec = OpSpec {
+        op_id: op.op_id().to_owned(),
+        kind: OpKind::Signed,
+        vmid,
+        generation: None,
+        steps: vec![Step::MarkIdentity {
+            identity: identity.clone(),
+        }],
+        authority: None,
+        wait_limit: None,
+    };
+    match exec.run(&spec).await {
+        Ok(()) => {
+            let entry = NewAuditEntry::new(now(), "guest", "adopted")
+                .actor(op.signer())
+                .action("adopt")
+                .vmid(vmid)
+                .op_id(op.op_id())
+                .detail(format!("guest {vmid} is managed from now on, by a signed guest.adopt"));
+            match exec.with_store(|s| s.adopt_guest(vmid, op.op_id(), &identity, now(), &entry)) {
+                Ok(_) => JobResult::Succeeded,
+                Err(e) => JobResult::Failed {
+                    error: format!(
+                        "the identity line was written but the adoption was not recorded: {}",
+                        crate::error_chain(&e)
+                    ),
+                },
+            }
+        }
+        Err(ExecError::OpIdExists { op_id }) => JobResult::Refused {
+            reason: "op-id-exists".into(),
+            detail: format!("op id {op_id} is already in the journal"),
+        },
+        Err(e) => JobResult::Failed {
+            error: crate::error_chain(&e),
+        },
+    }
+}
+
+fn arm_reset<P: Proxmox, S: Store>(exec: &Executor<P, S>, op: &VerifiedOp) -> JobResult {
+    if let Some(refused) = expired(op, "the desired-state reset") {
+        return refused;
+    }
+    let until = op.start_by().unix_timestamp();
+    let entry = NewAuditEntry::new(now(), "desired", "reset-armed")
+        .actor(op.signer())
+        .action("desired.reset")
+        .op_id(op.op_id())
+        .detail(format!(
+            "one desired state with a lower generation is accepted until {}",
+            op.expires_at()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        ));
+    match exec.with_store(|s| s.arm_desired_reset(op.op_id(), op.signer(), now(), until, &entry)) {
+        Ok(()) => JobResult::Succeeded,
+        Err(e) => JobResult::Failed {
+            error: crate::error_chain(&e),
+        },
+    }
+}
+
 async fn destroy<P: Proxmox, S: Store>(
     exec: &Executor<P, S>,
     op: &VerifiedOp,
@@ -159,16 +315,8 @@ async fn destroy<P: Proxmox, S: Store>(
 ) -> JobResult {
     // Verified at intake, the op may have waited for the engine's cycle and this guest's queue
     // since: it starts only while its signature is still valid.
-    if !op.may_start(time::OffsetDateTime::now_utc()) {
-        return JobResult::Refused {
-            reason: "expired".into(),
-            detail: format!(
-                "the signature expired ({}) before the destroy of guest {vmid} could start; nothing was done",
-                op.expires_at()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default()
-            ),
-        };
+    if let Some(refused) = expired(op, &format!("the destroy of guest {vmid}")) {
+        return refused;
     }
     let status = match exec.px.guest_status(vmid).await {
         Ok(s) => s,

@@ -63,6 +63,51 @@ pub fn net_index(key: &str) -> Option<u32> {
     n.parse().ok().filter(|i| *i < 32)
 }
 
+/// The line the agent appends to a managed guest's description: the guest's identity beyond its
+/// vmid (DESIGN.md §4.6). A guest on a reused vmid does not carry it, so it is never inherited.
+pub const IDENTITY_PREFIX: &str = "felhom-identity: ";
+
+/// A fresh identity: 128 random bits, hex.
+pub fn new_identity() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+fn is_identity(token: &str) -> bool {
+    token.len() == 32 && token.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Splits a description as PVE returns it into the text without the agent's identity lines and
+/// the identity the last such line names (a malformed identity line counts as none).
+pub fn split_identity(description: &str) -> (String, Option<String>) {
+    let mut identity = None;
+    let mut rest = Vec::new();
+    let description = canonical_description(description);
+    for line in description.split('\n') {
+        match line.strip_prefix(IDENTITY_PREFIX) {
+            Some(token) => identity = is_identity(token.trim()).then(|| token.trim().to_owned()),
+            None => rest.push(line),
+        }
+    }
+    (rest.join("\n"), identity)
+}
+
+/// The description to write: `text` (canonical, without identity lines) with the identity line.
+pub fn with_identity(text: &str, identity: &str) -> String {
+    if text.is_empty() {
+        format!("{IDENTITY_PREFIX}{identity}")
+    } else {
+        format!("{text}\n{IDENTITY_PREFIX}{identity}")
+    }
+}
+
+/// `netN` properties a desired state may set: what a managed guest's interface needs. The rest
+/// (`link_down`, `hwaddr`, `rate`, `trunks`, `host-managed`, …) is refused.
+pub const NET_PROPERTIES: &[&str] = &[
+    "name", "bridge", "tag", "firewall", "ip", "gw", "ip6", "gw6", "type", "mtu",
+];
+
 /// Whether a desired state may set this LXC option.
 pub fn allowed(key: &str) -> bool {
     kind(key).is_some()
@@ -111,6 +156,12 @@ pub fn canonical_desired(key: &str, value: &Value) -> Result<String, String> {
             if s.len() > 8192 {
                 return Err("is longer than 8 KiB".into());
             }
+            if s.lines().any(|l| l.trim_start().starts_with(IDENTITY_PREFIX.trim_end())) {
+                return Err(format!(
+                    "must not carry a {:?} line: the agent writes the guest's identity itself",
+                    IDENTITY_PREFIX.trim_end()
+                ));
+            }
             Ok(canonical_description(s))
         }
         (Kind::Int { min, max }, v) => {
@@ -150,10 +201,84 @@ pub fn canonical_desired(key: &str, value: &Value) -> Result<String, String> {
                     "must not carry hwaddr: the agent keeps the guest's current MAC".into(),
                 );
             }
+            check_net(&props)?;
             Ok(join_properties(&props))
         }
         _ => Err("has the wrong type".into()),
     }
+}
+
+/// What a hub may set on a managed guest's interface (issue 11): the properties of
+/// [`NET_PROPERTIES`], the firewall on, a veth, a plain bridge name, a VLAN tag, and addresses
+/// of the right shape. Unique addresses across guests are checked on the whole document
+/// ([`crate::desired::parse`]).
+fn check_net(props: &BTreeMap<String, String>) -> Result<(), String> {
+    if let Some(key) = props.keys().find(|k| !NET_PROPERTIES.contains(&k.as_str())) {
+        return Err(format!(
+            "may not set {key} (a desired state may set {} in netN)",
+            NET_PROPERTIES.join(", ")
+        ));
+    }
+    if props.get("firewall").map(String::as_str) != Some("1") {
+        return Err("must have firewall=1 (the guest's firewall stays on)".into());
+    }
+    if props.get("type").is_some_and(|t| t != "veth") {
+        return Err("type must be veth".into());
+    }
+    let Some(bridge) = props.get("bridge") else {
+        return Err("must name a bridge".into());
+    };
+    if bridge.is_empty()
+        || bridge.len() > 15
+        || !bridge
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
+    {
+        return Err("bridge is not an interface name".into());
+    }
+    if let Some(tag) = props.get("tag") {
+        if !tag.parse::<u16>().is_ok_and(|t| (1..=4094).contains(&t)) {
+            return Err("tag must be a VLAN id 1-4094".into());
+        }
+    }
+    if let Some(mtu) = props.get("mtu") {
+        if !mtu.parse::<u16>().is_ok_and(|m| (64..=65520).contains(&m)) {
+            return Err("mtu must be 64-65520".into());
+        }
+    }
+    if let Some(ip) = props.get("ip") {
+        let ok = matches!(ip.as_str(), "dhcp" | "manual") || parse_cidr::<std::net::Ipv4Addr>(ip);
+        if !ok {
+            return Err("ip must be dhcp, manual or an IPv4 address with /prefix".into());
+        }
+    }
+    if let Some(ip) = props.get("ip6") {
+        let ok = matches!(ip.as_str(), "dhcp" | "auto" | "manual")
+            || parse_cidr::<std::net::Ipv6Addr>(ip);
+        if !ok {
+            return Err("ip6 must be dhcp, auto, manual or an IPv6 address with /prefix".into());
+        }
+    }
+    if props.get("gw").is_some_and(|g| g.parse::<std::net::Ipv4Addr>().is_err()) {
+        return Err("gw must be an IPv4 address".into());
+    }
+    if props.get("gw6").is_some_and(|g| g.parse::<std::net::Ipv6Addr>().is_err()) {
+        return Err("gw6 must be an IPv6 address".into());
+    }
+    Ok(())
+}
+
+fn parse_cidr<A: std::str::FromStr>(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(addr, prefix)| {
+        addr.parse::<A>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| p <= 128)
+    })
+}
+
+/// The static address (without prefix) a canonical `netN` value claims, if any.
+pub fn static_address(net: &str) -> Option<String> {
+    let props = property_map(net);
+    let ip = props.get("ip")?;
+    ip.split_once('/').map(|(addr, _)| addr.to_owned())
 }
 
 /// The canonical text of a value as Proxmox returned it (lenient: PVE is the authority).
@@ -188,8 +313,15 @@ pub fn actual_config(cfg: &pve::LxcConfig) -> BTreeMap<String, String> {
         }
     };
     put("hostname", cfg.hostname.clone());
-    // pve::LxcConfig already removed the one trailing newline PVE adds.
-    put("description", cfg.description.clone());
+    // pve::LxcConfig already removed the one trailing newline PVE adds. The agent's identity
+    // line is not part of what a desired state compares against.
+    put(
+        "description",
+        cfg.description
+            .as_deref()
+            .map(|d| split_identity(d).0)
+            .filter(|d| !d.is_empty()),
+    );
     put("cores", cfg.cores.map(|v| v.to_string()));
     put("cpulimit", cfg.cpulimit.map(canonical_float));
     put("cpuunits", cfg.cpuunits.map(|v| v.to_string()));
@@ -206,6 +338,11 @@ pub fn actual_config(cfg: &pve::LxcConfig) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// The identity the agent wrote into this config, if any.
+pub fn identity_of(cfg: &pve::LxcConfig) -> Option<String> {
+    cfg.description.as_deref().and_then(|d| split_identity(d).1)
 }
 
 /// Whether the desired canonical value differs from the actual one. For `netN` the actual
@@ -302,13 +439,13 @@ mod tests {
         assert_eq!(canonical_actual("onboot", "1"), "1");
         assert_eq!(canonical_actual("description", "hi\n"), "hi");
         assert_eq!(c("tags", json!("b;a, a")), canonical_actual("tags", "a;b"));
-        let net = c("net0", json!("name=eth0,bridge=vmbr0,ip=dhcp"));
+        let net = c("net0", json!("name=eth0,bridge=vmbr0,ip=dhcp,firewall=1"));
         assert!(!differs(
             "net0",
             &net,
             Some(&canonical_actual(
                 "net0",
-                "bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,name=eth0,type=veth"
+                "bridge=vmbr0,firewall=1,hwaddr=BC:24:11:00:00:01,ip=dhcp,name=eth0,type=veth"
             ))
         ));
         assert!(differs(
@@ -345,6 +482,53 @@ mod tests {
         assert!(canonical_desired("onboot", &json!(2)).is_err());
     }
 
+    #[test]
+    fn net_is_narrowed_to_what_a_managed_guest_needs() {
+        let ok = |v: &str| canonical_desired("net0", &json!(v));
+        assert!(ok("name=eth0,bridge=vmbr0,firewall=1,ip=10.0.0.5/24,gw=10.0.0.1,tag=20").is_ok());
+        assert!(ok("name=eth0,bridge=vmbr0,firewall=1,ip6=fd00::5/64,gw6=fd00::1").is_ok());
+        for (value, word) in [
+            ("name=eth0,bridge=vmbr0,ip=dhcp", "firewall=1"),
+            ("name=eth0,bridge=vmbr0,firewall=0,ip=dhcp", "firewall=1"),
+            ("name=eth0,bridge=vmbr0,firewall=1,link_down=1", "link_down"),
+            ("name=eth0,bridge=vmbr0,firewall=1,rate=1", "rate"),
+            ("name=eth0,bridge=vmbr0,firewall=1,trunks=1;2", "trunks"),
+            ("name=eth0,firewall=1", "bridge"),
+            ("name=eth0,bridge=vm br,firewall=1", "bridge"),
+            ("name=eth0,bridge=vmbr0,firewall=1,tag=5000", "tag"),
+            ("name=eth0,bridge=vmbr0,firewall=1,ip=10.0.0.300/24", "ip"),
+            ("name=eth0,bridge=vmbr0,firewall=1,ip=10.0.0.3", "ip"),
+            ("name=eth0,bridge=vmbr0,firewall=1,gw=evil", "gw"),
+            ("name=eth0,bridge=vmbr0,firewall=1,type=phys", "type"),
+        ] {
+            let e = ok(value).unwrap_err();
+            assert!(e.contains(word), "{value}: {e}");
+        }
+        assert_eq!(
+            static_address("bridge=vmbr0,firewall=1,ip=10.0.0.5/24").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(static_address("bridge=vmbr0,firewall=1,ip=dhcp"), None);
+    }
+
+    #[test]
+    fn the_identity_line_is_the_agents_own() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let written = with_identity("customer notes\nline two", id);
+        assert_eq!(
+            split_identity(&format!("{written}\n")),
+            ("customer notes\nline two".to_owned(), Some(id.to_owned()))
+        );
+        assert_eq!(split_identity(&with_identity("", id)), (String::new(), Some(id.to_owned())));
+        // A forged or malformed line is no identity; a hub cannot write one.
+        assert_eq!(split_identity("felhom-identity: nope").1, None);
+        let e = canonical_desired("description", &json!(format!("x\nfelhom-identity: {id}")))
+            .unwrap_err();
+        assert!(e.contains("identity"), "{e}");
+        assert_eq!(new_identity().unwrap().len(), 32);
+        assert_ne!(new_identity().unwrap(), new_identity().unwrap());
+    }
+
     fn bool_spelling() -> impl Strategy<Value = (bool, Value)> {
         any::<bool>().prop_flat_map(|b| {
             let spellings = vec![
@@ -379,9 +563,14 @@ mod tests {
             mut parts in proptest::collection::btree_map("[a-z]{1,6}", "[a-z0-9.]{1,8}", 1..6),
             seed in any::<u64>(), mac in "[0-9A-F]{2}(:[0-9A-F]{2}){5}",
         ) {
-            parts.remove("hwaddr");
-            parts.remove("type");
-            prop_assume!(!parts.is_empty());
+            parts.retain(|k, _| NET_PROPERTIES.contains(&k.as_str()) && k != "type");
+            parts.insert("bridge".into(), "vmbr0".into());
+            parts.insert("firewall".into(), "1".into());
+            for (k, v) in [("tag", "7"), ("mtu", "1500"), ("ip", "dhcp"), ("ip6", "auto"), ("gw", "10.0.0.1"), ("gw6", "fd00::1")] {
+                if parts.contains_key(k) {
+                    parts.insert(k.into(), v.into());
+                }
+            }
             let mut items: Vec<String> = parts.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let desired = canonical_desired("net0", &json!(items.join(","))).unwrap();
             // PVE's order, its hwaddr and type, extra spaces.

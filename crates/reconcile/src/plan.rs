@@ -54,6 +54,13 @@ pub enum Step {
         /// The PVE storage id of the target.
         storage: String,
     },
+    /// Write the agent's identity line into the guest's description (a config PUT conditional
+    /// on the digest of the config read just before; DESIGN.md §4.6). The text of the
+    /// description is kept.
+    MarkIdentity {
+        /// The identity ([`crate::normalize::new_identity`]).
+        identity: String,
+    },
 }
 
 /// How long a snapshot, rollback or delete may take before the executor stops waiting.
@@ -76,6 +83,7 @@ impl Step {
             Step::DeleteSnapshot { .. } => "delete_snapshot",
             Step::Rollback { .. } => "rollback",
             Step::Vzdump { .. } => "vzdump",
+            Step::MarkIdentity { .. } => "mark_identity",
         }
     }
 
@@ -120,6 +128,7 @@ impl Step {
             | Step::DeleteSnapshot { name }
             | Step::Rollback { name } => json!({ "name": name.as_str() }).to_string(),
             Step::Vzdump { storage } => json!({ "storage": storage }).to_string(),
+            Step::MarkIdentity { identity } => json!({ "identity": identity }).to_string(),
             _ => "{}".to_owned(),
         }
     }
@@ -156,6 +165,12 @@ pub struct GuestPlan {
 pub enum Note {
     /// On the node, never managed: reported, never touched.
     Unmanaged {
+        /// Guest id.
+        vmid: u32,
+    },
+    /// In the desired state and on the node, but not managed: never touched until an operator
+    /// signs its adoption (`guest.adopt`, DESIGN.md §4.6).
+    NeedsAdoption {
         /// Guest id.
         vmid: u32,
     },
@@ -221,6 +236,11 @@ pub fn plan(
             }
             continue;
         };
+        if !managed.contains(&vmid) {
+            // Naming a guest does not make it the agent's (DESIGN.md §4.6).
+            out.notes.push(Note::NeedsAdoption { vmid });
+            continue;
+        }
         if let Some(lock) = &guest.lock {
             out.notes.push(Note::Locked {
                 vmid,
@@ -327,6 +347,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), normalize::canonical_actual(k, v)))
                 .collect(),
+            identity: None,
         }
     }
 
@@ -336,8 +357,10 @@ mod tests {
             {"vmid":100,"state":"stopped","config":{"hostname":"new"}},
             {"vmid":101,"state":"running","config":{"memory":1024}},
             {"vmid":102,"state":"running"},
+            {"vmid":105,"state":"stopped","config":{"memory":16}},
             {"vmid":109,"state":"running"}]}));
         let a = actual(&[
+            guest(105, "running"),
             guest(100, "running"),
             guest(101, "stopped"),
             guest(102, "running"),
@@ -362,6 +385,9 @@ mod tests {
         assert_eq!(steps[&104], vec!["destroy"]);
         assert!(p.notes.contains(&Note::Unmanaged { vmid: 103 }));
         assert!(p.notes.contains(&Note::Missing { vmid: 109 }));
+        // Named, on the node, not managed: not touched, waits for a signed adoption.
+        assert!(!steps.contains_key(&105));
+        assert!(p.notes.contains(&Note::NeedsAdoption { vmid: 105 }));
         // Set-config is conditional on the digest it was planned against.
         assert!(
             matches!(&p.ops[0].steps[1], Step::SetConfig { digest: Some(d), .. } if d == "dig")
@@ -396,12 +422,12 @@ mod tests {
             let d = desired(json!({"v":1,"generation":1,"guests":[{"vmid":100,
                 "state": if running { "running" } else { "stopped" },
                 "config":{"memory":mem,"cores":cores.to_string(),"onboot":onboot,"description":desc,
-                          "net0":format!("name=eth0,bridge={bridge},ip=dhcp")}}]}));
+                          "net0":format!("name=eth0,bridge={bridge},ip=dhcp,firewall=1")}}]}));
             let a = actual(&[guest(100, if running { "running" } else { "stopped" })]);
             let mem_s = mem.to_string();
             let cores_s = cores.to_string();
             let desc_nl = format!("{desc}\n");
-            let net = format!("ip=dhcp,type=veth,hwaddr={mac},bridge={bridge},name=eth0");
+            let net = format!("ip=dhcp,type=veth,hwaddr={mac},firewall=1,bridge={bridge},name=eth0");
             let c = cfg(&[("memory", &mem_s), ("cores", &cores_s),
                 ("onboot", if onboot { "1" } else { "0" }), ("description", &desc_nl), ("net0", &net)]);
             let p = plan(Some(&d), &a, &|_| Some(c.clone()), &[100].into());

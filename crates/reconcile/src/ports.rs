@@ -77,8 +77,11 @@ impl GuestState {
 pub struct GuestConfig {
     /// PVE's digest of the raw config.
     pub digest: Option<String>,
-    /// Allowlisted keys, canonical ([`crate::normalize::actual_config`]).
+    /// Allowlisted keys, canonical ([`crate::normalize::actual_config`]); the description
+    /// without the agent's identity line.
     pub values: BTreeMap<String, String>,
+    /// The identity line's token, if the config has one ([`crate::normalize::identity_of`]).
+    pub identity: Option<String>,
 }
 
 /// What a mutating call returned.
@@ -264,17 +267,49 @@ impl StoreError {
 pub trait Store: Send + Sync + 'static {
     /// The last accepted desired state.
     fn latest_desired(&self) -> Result<Option<journal::DesiredStateRecord>, StoreError>;
-    /// Accepts a desired state and adopts its guests; returns the newly adopted.
-    fn accept_desired(
+    /// Accepts a desired state (it makes no guest managed).
+    fn accept_desired(&self, state: &NewDesiredState, audit: &NewAuditEntry)
+        -> Result<(), StoreError>;
+    /// Accepts a desired state that is not newer if a `desired.reset` is armed at `now`,
+    /// using it up; `None` (nothing written) when none is.
+    fn accept_desired_after_reset(
         &self,
         state: &NewDesiredState,
+        now: i64,
         audit: &NewAuditEntry,
-    ) -> Result<Vec<u32>, StoreError>;
+    ) -> Result<Option<String>, StoreError>;
+    /// Arms a verified `desired.reset` until `until`.
+    fn arm_desired_reset(
+        &self,
+        op_id: &str,
+        signer: &str,
+        at: i64,
+        until: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Makes a guest managed by a signed adoption with its identity (`false`: managed already).
+    fn adopt_guest(
+        &self,
+        vmid: u32,
+        op_id: &str,
+        identity: &str,
+        at: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError>;
+    /// Records the identity written into a managed guest that had none.
+    fn set_guest_identity(
+        &self,
+        vmid: u32,
+        identity: &str,
+        since: i64,
+        at: i64,
+    ) -> Result<bool, StoreError>;
     /// Appends an audit entry.
     fn audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError>;
     /// Provenance records.
     fn guests(&self) -> Result<Vec<GuestRecord>, StoreError>;
-    /// A guest was destroyed: no longer managed.
+    /// A guest was destroyed, vanished or replaced: no longer managed, its tokens revoked, its
+    /// ops waiting for a signature abandoned.
     fn release_guest(&self, vmid: u32, at: i64, audit: &NewAuditEntry) -> Result<(), StoreError>;
     /// Records an op (false if the id exists).
     fn insert_op(&self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, StoreError>;

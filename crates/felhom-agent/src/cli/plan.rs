@@ -36,7 +36,7 @@ pub fn execute(config_path: Option<&Path>, args: PlanArgs) -> anyhow::Result<()>
         Some(j) => j.latest_desired_state()?,
         None => None,
     };
-    let mut records: BTreeMap<u32, journal::GuestRecord> = match &journal {
+    let records: BTreeMap<u32, journal::GuestRecord> = match &journal {
         Some(j) => j.guests()?.into_iter().map(|r| (r.vmid, r)).collect(),
         None => BTreeMap::new(),
     };
@@ -67,17 +67,7 @@ pub fn execute(config_path: Option<&Path>, args: PlanArgs) -> anyhow::Result<()>
                             "desired file generation {} would be accepted",
                             doc.generation
                         ));
-                        for vmid in doc.guests.keys() {
-                            records.entry(*vmid).or_insert(journal::GuestRecord {
-                                vmid: *vmid,
-                                managed: true,
-                                adopted_generation: Some(doc.generation),
-                                created_by_op: None,
-                                scratch: false,
-                                first_seen: 0,
-                                last_seen: 0,
-                            });
-                        }
+                        // Accepting it adopts nobody (DESIGN.md §4.6): the records stay.
                         desired = Some(doc);
                     }
                 },
@@ -165,6 +155,9 @@ pub fn execute(config_path: Option<&Path>, args: PlanArgs) -> anyhow::Result<()>
 fn note_text(note: &Note) -> String {
     match note {
         Note::Unmanaged { vmid } => format!("{vmid}\tunmanaged\tnever touched"),
+        Note::NeedsAdoption { vmid } => format!(
+            "{vmid}\tadoption-needs-signature\tnamed in the desired state, not managed; sign guest.adopt for vmid:{vmid}"
+        ),
         Note::Missing { vmid } => {
             format!("{vmid}\tmissing\tnot on this node (provisioning not supported yet)")
         }

@@ -192,8 +192,23 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredState, DesiredError> {
         None => return Err(field("guests", "missing")),
     };
     let mut guests = BTreeMap::new();
+    // A static address belongs to one guest: a hub must not hand one guest another's.
+    let mut addresses: BTreeMap<String, u32> = BTreeMap::new();
     for (i, entry) in list.iter().enumerate() {
         let guest = parse_guest(&format!("guests[{i}]"), entry)?;
+        for (key, value) in &guest.config {
+            if crate::normalize::net_index(key).is_none() {
+                continue;
+            }
+            if let Some(addr) = crate::normalize::static_address(value) {
+                if let Some(other) = addresses.insert(addr.clone(), guest.vmid) {
+                    return Err(field(
+                        format!("guests[{i}].config.{key}"),
+                        format!("ip {addr} is already guest {other}'s"),
+                    ));
+                }
+            }
+        }
         if guests.insert(guest.vmid, guest).is_some() {
             return Err(field(format!("guests[{i}].vmid"), "duplicate vmid"));
         }
@@ -363,7 +378,7 @@ mod tests {
     fn parses_a_full_document() {
         let d = doc(json!({"v":1,"generation":7,"guests":[
             {"vmid":101,"state":"running","config":{"hostname":"web","memory":1024,"onboot":true,
-             "net0":"name=eth0,bridge=vmbr0,ip=dhcp"}},
+             "net0":"name=eth0,bridge=vmbr0,ip=dhcp,firewall=1"}},
             {"vmid":102,"state":"stopped"}
         ]}))
         .unwrap();
@@ -424,6 +439,12 @@ mod tests {
             (
                 json!({"v":1,"generation":1,"guests":[{"vmid":101,"state":"running"},{"vmid":101,"state":"stopped"}]}),
                 "guests[1].vmid",
+            ),
+            (
+                json!({"v":1,"generation":1,"guests":[
+                    {"vmid":101,"state":"running","config":{"net0":"name=eth0,bridge=vmbr0,firewall=1,ip=10.0.0.5/24"}},
+                    {"vmid":102,"state":"running","config":{"net1":"name=eth1,bridge=vmbr0,firewall=1,ip=10.0.0.5/16"}}]}),
+                "guests[1].config.net1",
             ),
             (
                 json!({"v":1,"generation":1,"guests":[{"vmid":99,"state":"running"}]}),

@@ -2,7 +2,7 @@
 //! unmanaged guests, backoff on paused time, and the ambiguous POST.
 
 use journal::OpStatus;
-use reconcile::fakes::{Fault, MemoryStore};
+use reconcile::fakes::{adopt, Fault, MemoryStore};
 use reconcile::EngineConfig;
 use serde_json::json;
 
@@ -12,6 +12,8 @@ use crate::support::{cycle_until, engine, ingest, node};
 async fn converges_then_stays_quiet() {
     let px = node(&[(100, "stopped"), (101, "running")], 50);
     let store = MemoryStore::new();
+    adopt(&px, &store, 100);
+    adopt(&px, &store, 101);
     let (mut e, status) = engine(&px, &store, EngineConfig::default());
     ingest(
         &mut e,
@@ -53,6 +55,8 @@ async fn converges_then_stays_quiet() {
 async fn a_dropped_guest_waits_for_a_signature_and_is_never_destroyed() {
     let px = node(&[(100, "running"), (101, "running")], 10);
     let store = MemoryStore::new();
+    adopt(&px, &store, 100);
+    adopt(&px, &store, 101);
     let (mut e, status) = engine(&px, &store, EngineConfig::default());
     ingest(
         &mut e,
@@ -86,6 +90,7 @@ async fn a_dropped_guest_waits_for_a_signature_and_is_never_destroyed() {
 async fn an_unmanaged_guest_is_reported_and_never_touched() {
     let px = node(&[(100, "stopped"), (102, "stopped")], 10);
     let store = MemoryStore::new();
+    adopt(&px, &store, 100);
     let (mut e, status) = engine(&px, &store, EngineConfig::default());
     ingest(
         &mut e,
@@ -105,6 +110,7 @@ async fn a_failed_task_backs_off_on_paused_time_then_retries() {
         Fault::FailTask("startup for container '100' failed".into()),
     );
     let store = MemoryStore::new();
+    adopt(&px, &store, 100);
     let config = EngineConfig {
         backoff_min: std::time::Duration::from_secs(5),
         ..EngineConfig::default()
@@ -138,6 +144,7 @@ async fn an_ambiguous_post_is_found_in_the_task_list_not_sent_again() {
     let px = node(&[(100, "stopped")], 100);
     px.inject(100, Fault::DropAfterPost);
     let store = MemoryStore::new();
+    adopt(&px, &store, 100);
     let (mut e, status) = engine(&px, &store, EngineConfig::default());
     ingest(
         &mut e,
@@ -158,6 +165,7 @@ async fn an_ambiguous_post_is_found_in_the_task_list_not_sent_again() {
 async fn a_journal_that_refuses_the_intent_posts_nothing() {
     let px = node(&[(100, "stopped")], 10);
     let store = MemoryStore::new();
+    adopt(&px, &store, 100);
     let (mut e, status) = engine(&px, &store, EngineConfig::default());
     ingest(
         &mut e,
@@ -183,6 +191,7 @@ async fn refusals_are_reported_until_an_acceptable_document_arrives() {
     use reconcile::{Ingest, Refusal};
     let px = node(&[(100, "running")], 10);
     let store = MemoryStore::new();
+    adopt(&px, &store, 100);
     let (mut e, status) = engine(&px, &store, EngineConfig::default());
     let doc = |generation: u64, hostname: &str| {
         json!({"v":1,"generation":generation,"guests":[

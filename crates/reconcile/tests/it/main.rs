@@ -7,6 +7,8 @@
 //! - `recovery`: the one recovery path for ops of every kind left by a crash.
 //! - `handle`: ops submitted through `EngineHandle` (local API, selftest): journaled, queued,
 //!   typed failures.
+//! - `ownership`: provenance (DESIGN.md §4.6): no adoption by naming, release on vanish or
+//!   replacement, identities for guests adopted by earlier versions, the signed reset.
 //! - `fence`: no code outside this crate posts a mutating Proxmox call (DESIGN.md §3
 //!   invariant 9), checked on the workspace's sources.
 //! - `support`: the shared setup.
@@ -14,5 +16,6 @@
 mod engine;
 mod fence;
 mod handle;
+mod ownership;
 mod recovery;
 mod support;

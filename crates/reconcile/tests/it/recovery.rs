@@ -128,6 +128,7 @@ async fn nothing_runs_on_a_recovering_guest_before_its_op_is_settled() {
         reconcile::Posted::Sync => unreachable!(),
     };
     let store = MemoryStore::new();
+    reconcile::fakes::adopt(&px, &store, 100);
     store.put_op(crashed(
         "bk-1",
         OpKind::LocalApi,
