@@ -396,8 +396,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         assert!(j.latest_desired_state().unwrap().is_none());
-        j.accept_desired_state(&state(1), &audit("desired")).unwrap();
-        j.accept_desired_state(&state(2), &audit("desired")).unwrap();
+        j.accept_desired_state(&state(1), &audit("desired"))
+            .unwrap();
+        j.accept_desired_state(&state(2), &audit("desired"))
+            .unwrap();
         assert_eq!(j.latest_desired_state().unwrap().unwrap().generation, 2);
         assert!(j.guests().unwrap().is_empty());
         assert_eq!(j.audit_verify().unwrap().entries, 2);
@@ -407,9 +409,14 @@ mod tests {
     fn an_older_generation_is_refused_and_nothing_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
-        j.accept_desired_state(&state(5), &audit("desired")).unwrap();
-        assert!(j.accept_desired_state(&state(5), &audit("desired")).is_err());
-        assert!(j.accept_desired_state(&state(4), &audit("desired")).is_err());
+        j.accept_desired_state(&state(5), &audit("desired"))
+            .unwrap();
+        assert!(j
+            .accept_desired_state(&state(5), &audit("desired"))
+            .is_err());
+        assert!(j
+            .accept_desired_state(&state(4), &audit("desired"))
+            .is_err());
         assert_eq!(j.audit_verify().unwrap().entries, 1);
     }
 
@@ -417,8 +424,12 @@ mod tests {
     fn adopt_release_and_readopt_with_a_new_identity() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
-        assert!(j.adopt_guest(101, "op-a", "id-1", 20, &audit("guest")).unwrap());
-        assert!(!j.adopt_guest(101, "op-b", "id-2", 21, &audit("guest")).unwrap());
+        assert!(j
+            .adopt_guest(101, "op-a", "id-1", 20, &audit("guest"))
+            .unwrap());
+        assert!(!j
+            .adopt_guest(101, "op-b", "id-2", 21, &audit("guest"))
+            .unwrap());
         let g = &j.guests().unwrap()[0];
         assert!(g.managed);
         assert_eq!(g.adopted_op.as_deref(), Some("op-a"));
@@ -430,7 +441,9 @@ mod tests {
         assert_eq!(g.identity, None);
         // A managed guest keeps its identity; a released one gets none recorded by accident.
         assert!(!j.set_guest_identity(101, "id-x", 30, 30).unwrap());
-        assert!(j.adopt_guest(101, "op-c", "id-3", 40, &audit("guest")).unwrap());
+        assert!(j
+            .adopt_guest(101, "op-c", "id-3", 40, &audit("guest"))
+            .unwrap());
         assert_eq!(j.guests().unwrap()[0].identity.as_deref(), Some("id-3"));
         assert!(!j.set_guest_identity(101, "id-x", 40, 40).unwrap());
     }
@@ -440,28 +453,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         let poisoned = 9_007_199_254_740_991;
-        j.accept_desired_state(&state(3), &audit("desired")).unwrap();
-        j.accept_desired_state(&state(poisoned), &audit("desired")).unwrap();
+        j.accept_desired_state(&state(3), &audit("desired"))
+            .unwrap();
+        j.accept_desired_state(&state(poisoned), &audit("desired"))
+            .unwrap();
         // Not armed: nothing written.
         assert_eq!(
-            j.accept_desired_state_after_reset(&state(4), 100, &audit("desired")).unwrap(),
+            j.accept_desired_state_after_reset(&state(4), 100, &audit("desired"))
+                .unwrap(),
             None
         );
-        j.arm_desired_reset("reset-1", "alice", 100, 200, &audit("signed")).unwrap();
+        j.arm_desired_reset("reset-1", "alice", 100, 200, &audit("signed"))
+            .unwrap();
         // Expired: nothing.
         assert_eq!(
-            j.accept_desired_state_after_reset(&state(4), 201, &audit("desired")).unwrap(),
+            j.accept_desired_state_after_reset(&state(4), 201, &audit("desired"))
+                .unwrap(),
             None
         );
         assert_eq!(
-            j.accept_desired_state_after_reset(&state(3), 150, &audit("desired")).unwrap(),
+            j.accept_desired_state_after_reset(&state(3), 150, &audit("desired"))
+                .unwrap(),
             Some("reset-1".to_owned())
         );
         assert_eq!(j.latest_desired_state().unwrap().unwrap().generation, 3);
         // Used up: a second lower one is refused, a newer one accepted as usual.
-        j.accept_desired_state(&state(5), &audit("desired")).unwrap();
+        j.accept_desired_state(&state(5), &audit("desired"))
+            .unwrap();
         assert_eq!(
-            j.accept_desired_state_after_reset(&state(4), 150, &audit("desired")).unwrap(),
+            j.accept_desired_state_after_reset(&state(4), 150, &audit("desired"))
+                .unwrap(),
             None
         );
         assert_eq!(j.latest_desired_state().unwrap().unwrap().generation, 5);

@@ -259,7 +259,8 @@ mod tests {
     fn releasing_a_guest_revokes_its_tokens_only() {
         let (_d, mut j) = open();
         for vmid in [101, 102] {
-            j.adopt_guest(vmid, "adopt", "id", 1, &audit("adopt")).unwrap();
+            j.adopt_guest(vmid, "adopt", "id", 1, &audit("adopt"))
+                .unwrap();
         }
         j.insert_local_api_token(&token("aaaa", 101), &audit("token.mint"))
             .unwrap();

@@ -539,6 +539,12 @@ mod tests {
         assert_eq!(guests.len(), 2);
         assert!(guests[0].managed && !guests[1].managed);
         assert_eq!(guests[0].adopted_generation, Some(3));
-        assert_eq!((guests[0].identity.as_deref(), guests[0].adopted_op.as_deref()), (None, None));
+        assert_eq!(
+            (
+                guests[0].identity.as_deref(),
+                guests[0].adopted_op.as_deref()
+            ),
+            (None, None)
+        );
     }
 }

@@ -681,13 +681,19 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         for note in preview.notes {
             match note {
                 Note::Unmanaged { vmid } => unmanaged.push(vmid),
-                Note::NeedsAdoption { vmid } => pending.push(PendingStep {
+                Note::NeedsAdoption { vmid } => {
+                    errors.entry(vmid).or_insert_with(|| {
+                        "adoption-needs-signature: not managed by this agent; sign guest.adopt"
+                            .into()
+                    });
+                    pending.push(PendingStep {
                     vmid,
                     step: "adopt".into(),
                     action: authz::Action::GuestAdopt.as_str().to_owned(),
                     target: authz::Target::Vmid(vmid).to_string(),
                     reason: "adoption-needs-signature: named in the desired state, not managed by this agent; not touched".into(),
-                }),
+                    });
+                }
                 Note::Missing { vmid } => {
                     errors.entry(vmid).or_insert_with(|| {
                         "not on this node (provisioning is not supported yet)".into()

@@ -771,14 +771,18 @@ impl Store for MemoryStore {
         let Some(op_id) = armed else {
             return Ok(None);
         };
-        self.write("accepting a desired state after a reset", Some(audit), |r| {
-            r.desired.retain(|d| d.generation < state.generation);
-            r.desired.push(desired_record(state));
-            if let Some(x) = r.resets.iter_mut().find(|x| x.op_id == op_id) {
-                x.used = Some(now);
-            }
-            Ok(Some(op_id))
-        })
+        self.write(
+            "accepting a desired state after a reset",
+            Some(audit),
+            |r| {
+                r.desired.retain(|d| d.generation < state.generation);
+                r.desired.push(desired_record(state));
+                if let Some(x) = r.resets.iter_mut().find(|x| x.op_id == op_id) {
+                    x.used = Some(now);
+                }
+                Ok(Some(op_id))
+            },
+        )
     }
 
     fn arm_desired_reset(

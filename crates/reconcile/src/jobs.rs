@@ -219,7 +219,11 @@ fn expired(op: &VerifiedOp, what: &str) -> Option<JobResult> {
     })
 }
 
-async fn adopt<P: Proxmox, S: Store>(exec: &Executor<P, S>, op: &VerifiedOp, vmid: u32) -> JobResult {
+async fn adopt<P: Proxmox, S: Store>(
+    exec: &Executor<P, S>,
+    op: &VerifiedOp,
+    vmid: u32,
+) -> JobResult {
     if let Some(refused) = expired(op, &format!("the adoption of guest {vmid}")) {
         return refused;
     }
@@ -263,7 +267,9 @@ async fn adopt<P: Proxmox, S: Store>(exec: &Executor<P, S>, op: &VerifiedOp, vmi
                 .action("adopt")
                 .vmid(vmid)
                 .op_id(op.op_id())
-                .detail(format!("guest {vmid} is managed from now on, by a signed guest.adopt"));
+                .detail(format!(
+                    "guest {vmid} is managed from now on, by a signed guest.adopt"
+                ));
             match exec.with_store(|s| s.adopt_guest(vmid, op.op_id(), &identity, now(), &entry)) {
                 Ok(_) => JobResult::Succeeded,
                 Err(e) => JobResult::Failed {

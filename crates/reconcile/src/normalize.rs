@@ -75,7 +75,10 @@ pub fn new_identity() -> Result<String, getrandom::Error> {
 }
 
 fn is_identity(token: &str) -> bool {
-    token.len() == 32 && token.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    token.len() == 32
+        && token
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Splits a description as PVE returns it into the text without the agent's identity lines and
@@ -156,7 +159,9 @@ pub fn canonical_desired(key: &str, value: &Value) -> Result<String, String> {
             if s.len() > 8192 {
                 return Err("is longer than 8 KiB".into());
             }
-            if s.lines().any(|l| l.trim_start().starts_with(IDENTITY_PREFIX.trim_end())) {
+            if s.lines()
+                .any(|l| l.trim_start().starts_with(IDENTITY_PREFIX.trim_end()))
+            {
                 return Err(format!(
                     "must not carry a {:?} line: the agent writes the guest's identity itself",
                     IDENTITY_PREFIX.trim_end()
@@ -259,10 +264,16 @@ fn check_net(props: &BTreeMap<String, String>) -> Result<(), String> {
             return Err("ip6 must be dhcp, auto, manual or an IPv6 address with /prefix".into());
         }
     }
-    if props.get("gw").is_some_and(|g| g.parse::<std::net::Ipv4Addr>().is_err()) {
+    if props
+        .get("gw")
+        .is_some_and(|g| g.parse::<std::net::Ipv4Addr>().is_err())
+    {
         return Err("gw must be an IPv4 address".into());
     }
-    if props.get("gw6").is_some_and(|g| g.parse::<std::net::Ipv6Addr>().is_err()) {
+    if props
+        .get("gw6")
+        .is_some_and(|g| g.parse::<std::net::Ipv6Addr>().is_err())
+    {
         return Err("gw6 must be an IPv6 address".into());
     }
     Ok(())
@@ -519,7 +530,10 @@ mod tests {
             split_identity(&format!("{written}\n")),
             ("customer notes\nline two".to_owned(), Some(id.to_owned()))
         );
-        assert_eq!(split_identity(&with_identity("", id)), (String::new(), Some(id.to_owned())));
+        assert_eq!(
+            split_identity(&with_identity("", id)),
+            (String::new(), Some(id.to_owned()))
+        );
         // A forged or malformed line is no identity; a hub cannot write one.
         assert_eq!(split_identity("felhom-identity: nope").1, None);
         let e = canonical_desired("description", &json!(format!("x\nfelhom-identity: {id}")))

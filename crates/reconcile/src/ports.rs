@@ -268,8 +268,11 @@ pub trait Store: Send + Sync + 'static {
     /// The last accepted desired state.
     fn latest_desired(&self) -> Result<Option<journal::DesiredStateRecord>, StoreError>;
     /// Accepts a desired state (it makes no guest managed).
-    fn accept_desired(&self, state: &NewDesiredState, audit: &NewAuditEntry)
-        -> Result<(), StoreError>;
+    fn accept_desired(
+        &self,
+        state: &NewDesiredState,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError>;
     /// Accepts a desired state that is not newer if a `desired.reset` is armed at `now`,
     /// using it up; `None` (nothing written) when none is.
     fn accept_desired_after_reset(

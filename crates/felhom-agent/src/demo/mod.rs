@@ -114,6 +114,8 @@ async fn story(n: &Narrator, opts: &DemoOptions, dir: &Path) -> anyhow::Result<(
     let timing = Timing::new(opts.fast);
     let mut stage = steps::start(n, opts, &timing, dir).await?;
     stage.beat().await;
+    stage.hold_adoption().await?;
+    stage.beat().await;
     stage.converge().await?;
     stage.beat().await;
     stage.hold_destroy().await?;
@@ -121,7 +123,7 @@ async fn story(n: &Narrator, opts: &DemoOptions, dir: &Path) -> anyhow::Result<(
     stage.signed_destroy().await?;
     stage.beat().await;
     stage.dead_mans_switch().await?;
-    n.heading("6. done");
+    n.heading("7. done");
     n.say(stage.audit_summary().await?);
     n.say(format!("the whole story took {:.1}s", n.elapsed_s()));
     stage.stop();

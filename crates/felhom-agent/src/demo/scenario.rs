@@ -1,5 +1,5 @@
 //! The story's data: the two desired states the hub publishes and the operator's signed
-//! destroy. Outcomes are never written here; the demo reads them from the agent's reports and
+//! adoptions and destroy. Outcomes are never written here; the demo reads them from the agent's reports and
 //! the simulator.
 
 use std::path::Path;
@@ -93,11 +93,16 @@ pub struct SignedOp {
     pub wire: String,
 }
 
-/// What `felhom-agent op new --action guest.destroy --target vmid:N --host-id H --ttl 15m |
+/// What `felhom-agent op new --action ACTION --target vmid:N --host-id H --ttl 15m |
 /// op sign --key KEY | op wrap` produce, through the same library calls.
-pub fn sign_destroy(host_id: &str, vmid: u64, key: &Path) -> anyhow::Result<SignedOp> {
+pub fn sign(
+    action: authz::Action,
+    host_id: &str,
+    vmid: u64,
+    key: &Path,
+) -> anyhow::Result<SignedOp> {
     let draft = authz::draft::Draft {
-        action: authz::Action::GuestDestroy,
+        action,
         target: authz::Target::parse_cli(&format!("vmid:{vmid}"))?,
         host_id: host_id.to_owned(),
         ttl: Duration::from_secs(15 * 60),

@@ -1,4 +1,4 @@
-//! The five steps of the story. Each acts through the hub (or, for the operator, with the
+//! The six steps of the story. Each acts through the hub (or, for the operator, with the
 //! operator's tools), then waits until the agent's report at the hub shows the effect, and
 //! narrates the facts it read.
 
@@ -144,8 +144,9 @@ impl Stage<'_> {
         self.agent.stop();
     }
 
-    /// Step 2: generation 1 adopts 100–102; wait until the report shows them as desired.
-    pub async fn converge(&self) -> anyhow::Result<()> {
+    /// Step 2: generation 1 names 100–102; naming does not make them managed, so each waits
+    /// for a signed adoption and the node is left as it was.
+    pub async fn hold_adoption(&self) -> anyhow::Result<()> {
         let n = self.n;
         n.heading("2. the hub publishes desired state generation 1");
         let wanted = scenario::generation_1();
@@ -154,6 +155,53 @@ impl Stage<'_> {
             n.say(format!("  wants {}", describe(w)));
         }
         let vmids: Vec<u64> = wanted.iter().map(|w| w.vmid).collect();
+        let held = self
+            .wait_report("the adoption of guests 100-102 held for a signature", |r| {
+                let held: Vec<u64> = vmids
+                    .iter()
+                    .copied()
+                    .filter(|v| r.pending(*v).is_some_and(|p| p.action == "guest.adopt"))
+                    .collect();
+                if r.desired.received_generation >= Some(1) && held.len() == vmids.len() {
+                    Look::Done(held)
+                } else {
+                    Look::Seen(r.summary(&vmids))
+                }
+            })
+            .await?;
+        let now = guests(&self.pve).await?;
+        let unchanged = vmids
+            .iter()
+            .all(|v| now.get(v).map(|g| &g.status) == self.before.get(v).map(|g| &g.status));
+        anyhow::ensure!(unchanged, "a guest changed before its adoption was signed");
+        let held: Vec<String> = held.iter().map(u64::to_string).collect();
+        n.say(format!(
+            "held: guest.adopt of guests {} needs an operator signature
+             (naming a guest does not make it the agent's; the simulator still shows {})",
+            held.join(", "),
+            power_states(&now)
+        ));
+        Ok(())
+    }
+
+    /// Step 3: the operator signs `guest.adopt` for 100–102; wait until the report shows them
+    /// managed and as desired.
+    pub async fn converge(&self) -> anyhow::Result<()> {
+        let n = self.n;
+        n.heading("3. the operator signs guest.adopt for guests 100-102");
+        let wanted = scenario::generation_1();
+        let vmids: Vec<u64> = wanted.iter().map(|w| w.vmid).collect();
+        let mut ids = Vec::new();
+        for vmid in &vmids {
+            let op = scenario::sign(authz::Action::GuestAdopt, HOST_ID, *vmid, &self.key.private)?;
+            self.hub.post_op(HOST_ID, &op.wire).await?;
+            ids.push(op.op_id);
+        }
+        n.say(format!(
+            "felhom-agent op new --action guest.adopt --target vmid:N ... | op sign | op wrap, \
+             one per guest, posted to the hub: {}",
+            ids.join(", ")
+        ));
         let pve = &self.pve;
         let report = self
             .wait_for("generation 1 applied and guests 100-102 converged", {
@@ -167,13 +215,18 @@ impl Stage<'_> {
                         return Ok(Look::Seen(format!("{}; {m}", r.summary(vmids))));
                     }
                     let config = pve.lxc_config(vmid(RESIZED)?).await?;
-                    if config.description.as_deref() != Some(scenario::RESIZED_DESCRIPTION) {
+                    // The agent keeps its identity line below the hub's text.
+                    let description = config
+                        .description
+                        .as_deref()
+                        .map(|d| reconcile::normalize::split_identity(d).0);
+                    if description.as_deref() != Some(scenario::RESIZED_DESCRIPTION) {
                         return Ok(Look::Seen(format!(
                             "{}; guest {RESIZED} description not set yet",
                             r.summary(vmids)
                         )));
                     }
-                    Ok(Look::Done((r, config.description)))
+                    Ok(Look::Done((r, description)))
                 }
             })
             .await?;
@@ -236,17 +289,21 @@ impl Stage<'_> {
         Ok(())
     }
 
-    /// Step 3: generation 2 drops 102; the destroy is held for a signature and 102 stays.
+    /// Step 4: generation 2 drops 102; the destroy is held for a signature and 102 stays.
     pub async fn hold_destroy(&self) -> anyhow::Result<()> {
         let n = self.n;
-        n.heading("3. the hub publishes generation 2, without guest 102");
+        n.heading("4. the hub publishes generation 2, without guest 102");
         self.publish(2, &scenario::generation_2()).await?;
         let vmids = [DROPPED];
         let pending = self
             .wait_report("the destroy of guest 102 held for a signature", |r| match r
                 .pending(DROPPED)
             {
-                Some(p) if r.desired.received_generation >= Some(2) => Look::Done(p.clone()),
+                Some(p)
+                    if r.desired.received_generation >= Some(2) && p.action == "guest.destroy" =>
+                {
+                    Look::Done(p.clone())
+                }
                 _ => Look::Seen(r.summary(&vmids)),
             })
             .await?;
@@ -270,11 +327,16 @@ impl Stage<'_> {
         Ok(())
     }
 
-    /// Step 4: the operator signs `guest.destroy` for 102; the hub relays it; the agent runs it.
+    /// Step 5: the operator signs `guest.destroy` for 102; the hub relays it; the agent runs it.
     pub async fn signed_destroy(&self) -> anyhow::Result<()> {
         let n = self.n;
-        n.heading("4. the operator signs guest.destroy for guest 102");
-        let op = scenario::sign_destroy(HOST_ID, DROPPED, &self.key.private)?;
+        n.heading("5. the operator signs guest.destroy for guest 102");
+        let op = scenario::sign(
+            authz::Action::GuestDestroy,
+            HOST_ID,
+            DROPPED,
+            &self.key.private,
+        )?;
         n.say(format!(
             "felhom-agent op new --action guest.destroy --target vmid:{DROPPED} --host-id {HOST_ID} --ttl 15m\n\
              | op sign --key {} | op wrap  ->  {}",
@@ -330,10 +392,10 @@ impl Stage<'_> {
         Ok(())
     }
 
-    /// Step 5: freeze the agent until the hub alerts, then let it run and see the alert clear.
+    /// Step 6: freeze the agent until the hub alerts, then let it run and see the alert clear.
     pub async fn dead_mans_switch(&self) -> anyhow::Result<()> {
         let n = self.n;
-        n.heading("5. the dead-man's switch");
+        n.heading("6. the dead-man's switch");
         let before = self.report().await?.context("the hub has no report")?;
         self.agent.pause()?;
         n.say(format!(

@@ -182,6 +182,7 @@ async fn daemon_converges_reports_survives_hub_faults_and_stops_cleanly() {
     let hub = Hub::start(HubOptions::default().deadline_s(30)).expect("hub");
     let fx = Fixture::new();
     let cfg = config(&fx, &sim, &hub, 1, 3);
+    crate::adopt_async(&sim, &fx.path("state"), &[100]).await;
     // The hub directs the poll interval (its default is 30 s): ask for 1 s.
     hub.put_config(HOST, &json!({"poll_interval_s": 1, "jitter_s": 0}))
         .await
@@ -214,7 +215,12 @@ async fn daemon_converges_reports_survives_hub_faults_and_stops_cleanly() {
     let vmid = pve::Vmid::new(100).expect("vmid");
     let cfg100 = client.lxc_config(vmid).await.expect("config");
     assert_eq!(cfg100.memory, Some(1024), "{cfg100:?}");
-    assert_eq!(cfg100.description.as_deref(), Some("managed by felhom"));
+    // The hub's text, with the agent's identity line kept below it.
+    let text = cfg100
+        .description
+        .as_deref()
+        .map(|d| reconcile::normalize::split_identity(d).0);
+    assert_eq!(text.as_deref(), Some("managed by felhom"));
     assert_eq!(report["versions"]["agent"], env!("CARGO_PKG_VERSION"));
     let reports_before = report["sent_at"].clone();
 

@@ -158,6 +158,7 @@ async fn daemon_with_pinned_https_hub_cloudflared_smart_and_local_api() {
     doc["smart"] = json!({"devices": ["/dev/sda", "/dev/sdb"], "interval_s": 3600});
     doc["local_api"] = json!({"listen": [format!("127.0.0.1:{local_port}")]});
     let cfg = fx.config(&doc);
+    crate::adopt_async(&sim, &fx.path("state"), &[100]).await;
 
     let notify = NotifySocket::bind(fx.dir.path());
     let started = Instant::now();

@@ -75,23 +75,26 @@ fn demo_tells_the_story_from_real_reports_and_cleans_up() {
     for expected in [
         "3 containers: 100 running, 101 stopped, 102 running",
         "agent checked in: report of",
-        // 2: converged, per guest, from the report (and the description from the simulator).
+        // 2: naming guests does not adopt them; the adoption is held for a signature.
+        "held: guest.adopt of guests 100, 101, 102 needs an operator signature",
+        "the simulator still shows 100 running, 101 stopped, 102 running",
+        // 3: signed adoptions, then converged, per guest, from the report (and the description from the simulator).
         "shows generation 1 applied",
         "guest 100 ct100: running (was running), memory 512 MiB, managed",
         "guest 101 ct101: running (was stopped), memory 1024 MiB (was 512 MiB), \
          description \"resized by the hub (felhom demo)\", managed",
         "guest 102 ct102: stopped (was running), memory 512 MiB, managed",
-        // 3: held for a signature, guest still there.
+        // 4: held for a signature, guest still there.
         "held: guest.destroy of guest 102 needs an operator signature",
         "the simulator still has guest 102 (stopped)",
-        // 4: the signed op executed, the guest gone.
+        // 5: the signed op executed, the guest gone.
         " done: verified (signer demo-operator, key SHA256:",
         "guest 102 is gone from the simulator; guests now 100, 101",
-        // 5: the dead-man's switch raised and cleared.
+        // 6: the dead-man's switch raised and cleared.
         "hub alert: demo-host missed-check-in (silent ",
         "alert cleared: the agent checked in again",
         "reporting again: report of ",
-        "== 6. done",
+        "== 7. done",
         "audit entries of the agent's hash-chained log",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");

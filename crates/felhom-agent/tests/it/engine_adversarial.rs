@@ -18,9 +18,44 @@ fn a_compromised_hub_cannot_destroy_and_signed_ops_are_bound() {
     h.desired(&json!({"v":1,"generation":1,"guests":[
         {"vmid":100,"state":"running"},{"vmid":101,"state":"stopped"},{"vmid":102,"state":"running"}]}));
     let agent_proc = h.start(None);
+    // Issue 11 item 1: naming guests does not make them the agent's. The adoption waits for a
+    // signature, `plan` says so, and nothing is managed.
+    let accepted = wait_for(T, || {
+        let j = journal::Journal::open_read_only(&h.state()).ok()?;
+        (j.latest_desired_state().ok()??.generation == 1).then_some(())
+    });
+    assert!(accepted.is_some(), "{}", agent_proc.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(h.journal().guests().unwrap().iter().all(|g| !g.managed));
+    let (code, out, err) = run(agent().args(["plan", "--config"]).arg(&h.config));
+    assert_eq!(code, 0, "{err}");
+    for vmid in [100, 101, 102] {
+        assert!(
+            out.contains(&format!("{vmid}\tadoption-needs-signature")),
+            "{out}"
+        );
+    }
+    // The operator signs each adoption; the agent writes the guest's identity and manages it.
+    for vmid in [100, 101, 102] {
+        let op = h.signed_op("alice", "guest.adopt", &format!("vmid:{vmid}"), HOST);
+        let name = format!("adopt-{vmid}.json");
+        h.drop_op(&name, &op);
+        let (dir, result) = h.op_result(&name);
+        assert_eq!(
+            (dir.as_str(), result["result"].as_str()),
+            ("done", Some("succeeded")),
+            "{result}"
+        );
+    }
     let adopted = wait_for(T, || {
         let j = journal::Journal::open_read_only(&h.state()).ok()?;
-        (j.guests().ok()?.iter().filter(|g| g.managed).count() == 3).then_some(())
+        (j.guests()
+            .ok()?
+            .iter()
+            .filter(|g| g.managed && g.identity.is_some())
+            .count()
+            == 3)
+            .then_some(())
     });
     assert!(adopted.is_some(), "{}", agent_proc.log());
 
@@ -190,6 +225,40 @@ fn a_compromised_hub_cannot_destroy_and_signed_ops_are_bound() {
     assert_eq!(h.tasks_of("vzdestroy", 101), 1);
     assert_eq!(h.tasks_of("vzdestroy", 102), 0);
 
+    // Issue 11 item 2: guest 102 destroyed outside the agent (as root on the node). The agent
+    // releases it with its controller's token in one transaction; a new guest on the vmid
+    // would start unmanaged and never see that token.
+    let (id, _token) = crate::localapi::mint(&h.config, 102);
+    h.rt.block_on(async {
+        let pve = h.sim.client(true).unwrap();
+        let v = pve::Vmid::new(102).unwrap();
+        if let pve::TaskRef::Task(upid) = pve.stop_lxc(v).await.unwrap() {
+            pve.wait_task(&upid, pve::WaitOptions::default())
+                .await
+                .unwrap();
+        }
+        let destroy = pve.destroy_lxc(v, pve::DestroyOptions::default());
+        if let pve::TaskRef::Task(upid) = destroy.await.unwrap() {
+            pve.wait_task(&upid, pve::WaitOptions::default())
+                .await
+                .unwrap();
+        }
+    });
+    let released = wait_for(T, || {
+        let j = journal::Journal::open_read_only(&h.state()).ok()?;
+        let g = j.guests().ok()?.into_iter().find(|g| g.vmid == 102)?;
+        (!g.managed).then_some(j.local_api_token(&id).ok()??.revoked_at)
+    });
+    assert!(
+        matches!(released, Some(Some(_))),
+        "102 not released with its token revoked: {released:?}\n{}",
+        agent_proc.log()
+    );
+    assert!(
+        !has_pending(&h.state(), 102),
+        "a released guest's destroy stays pending"
+    );
+
     let log = agent_proc.stop();
     assert!(
         !log.contains(h.sim.info.token.split_once('=').unwrap().1),
@@ -229,12 +298,8 @@ fn a_signed_destroy_that_expires_while_waiting_is_refused_not_run() {
     std::fs::write(&h.config, config.to_string()).unwrap();
     h.desired(&json!({"v":1,"generation":1,"guests":[
         {"vmid":100,"state":"running"},{"vmid":101,"state":"stopped"}]}));
+    h.adopt(&[100, 101]);
     let agent_proc = h.start(None);
-    let adopted = wait_for(T, || {
-        let j = journal::Journal::open_read_only(&h.state()).ok()?;
-        (j.guests().ok()?.iter().filter(|g| g.managed).count() == 2).then_some(())
-    });
-    assert!(adopted.is_some(), "{}", agent_proc.log());
 
     // Generation 2 starts 101: the cycle is busy with a 6 s task.
     h.desired(&json!({"v":1,"generation":2,"guests":[

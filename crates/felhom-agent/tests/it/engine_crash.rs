@@ -12,6 +12,7 @@ use crate::engine_support::{wait_for, Harness};
 
 fn crash_at(point: &str) {
     let h = Harness::new(1, 1500);
+    h.adopt(&[100]);
     h.desired(&json!({"v":1,"generation":1,"guests":[
         {"vmid":100,"state":"stopped","config":{"hostname":"crashed"}}]}));
     let first = h.start(Some(point));

@@ -80,6 +80,14 @@ impl Harness {
         self.fx.path("state")
     }
 
+    /// Seeds `vmids` as adopted by a signed `guest.adopt` (before the agent starts). The
+    /// seeding's own requests are cleared from the simulator's log: counts are the agent's.
+    pub fn adopt(&self, vmids: &[u32]) {
+        self.rt
+            .block_on(crate::adopt_async(&self.sim, &self.state(), vmids));
+        self.control("DELETE", "/_sim/requests");
+    }
+
     /// Writes the desired file atomically.
     pub fn desired(&self, doc: &Value) {
         let tmp = self.fx.path(".desired.tmp");

@@ -179,8 +179,9 @@ fn local_api_end_to_end_against_the_simulator() {
     let mut secrets: Vec<String> = Vec::new();
 
     rt.block_on(async {
-        // The daemon's wiring: journal, engine (which adopts the guests of the desired state),
-        // then the local API on the engine's handle.
+        // Guests adopted as a signed guest.adopt leaves them; then the daemon's wiring:
+        // journal, engine, and the local API on the engine's handle.
+        crate::adopt_async(&sim, &state, &[100, 101, 102]).await;
         let journal = Arc::new(Mutex::new(Journal::open(&state).unwrap()));
         let client = felhom_agent::proxmox::client(&loaded.proxmox).unwrap();
         let token_user = sim.info.token.split_once('=').unwrap().0.to_owned();

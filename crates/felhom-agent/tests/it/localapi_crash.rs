@@ -22,6 +22,7 @@ use crate::localapi::{cli, mint, pinned};
 /// restart), with guest 100 in the desired state as it is, so no reconcile op runs.
 pub(crate) fn harness(task_ms: u64) -> (Harness, u16) {
     let h = Harness::new(1, task_ms);
+    h.adopt(&[100]);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -38,7 +39,7 @@ pub(crate) fn harness(task_ms: u64) -> (Harness, u16) {
     (h, port)
 }
 
-/// Mints a token for guest 100 once the agent has adopted it.
+/// Mints a token for guest 100 (adopted by the harness).
 pub(crate) fn token(h: &Harness) -> String {
     let adopted = wait_for(Duration::from_secs(30), || {
         let j = journal::Journal::open_read_only(&h.state()).ok()?;

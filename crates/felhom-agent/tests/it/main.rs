@@ -126,3 +126,36 @@ pub(crate) fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8(stderr).unwrap(),
     )
 }
+
+/// Seeds guests as an operator's signed `guest.adopt` leaves them, before the agent starts:
+/// the identity line in each guest's description (written as root on the simulator) and the
+/// adoption in the journal under `state`. The signed adoption itself runs end to end in
+/// `engine_adversarial` and the demo; the other suites start from adopted guests.
+pub(crate) async fn adopt_async(sim: &testkit::Sim, state: &Path, vmids: &[u32]) {
+    let pve = sim.client(true).unwrap();
+    std::fs::create_dir_all(state).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for &v in vmids {
+        let vmid = pve::Vmid::new(v).unwrap();
+        let identity = reconcile::normalize::new_identity().unwrap();
+        let cfg = pve.lxc_config(vmid).await.unwrap();
+        let text = cfg
+            .description
+            .map(|d| reconcile::normalize::split_identity(&d).0)
+            .unwrap_or_default();
+        pve.update_lxc_config(
+            vmid,
+            pve::ConfigUpdate::new().set(
+                "description",
+                reconcile::normalize::with_identity(&text, &identity),
+            ),
+        )
+        .await
+        .unwrap();
+        let mut j = journal::Journal::open(state).unwrap();
+        let entry = journal::NewAuditEntry::new(now, "guest", "adopted").actor("test-seed");
+        assert!(j
+            .adopt_guest(v, &format!("seed-adopt-{v}"), &identity, now, &entry)
+            .unwrap());
+    }
+}

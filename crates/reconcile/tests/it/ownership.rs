@@ -4,9 +4,9 @@
 //! a lower generation is accepted only once after a signed reset.
 
 use journal::NewAuditEntry;
+use reconcile::desired::MAX_GENERATION;
 use reconcile::fakes::{adopt, FakeGuest, MemoryStore};
 use reconcile::normalize::with_identity;
-use reconcile::desired::MAX_GENERATION;
 use reconcile::{EngineConfig, Ingest, Store};
 use serde_json::json;
 
@@ -46,10 +46,18 @@ async fn a_named_guest_waits_for_a_signed_adoption_and_is_never_touched() {
     assert_eq!(now.pending_signature.len(), 1, "{now:#?}");
     let pending = &now.pending_signature[0];
     assert_eq!(
-        (pending.vmid, pending.action.as_str(), pending.target.as_str()),
+        (
+            pending.vmid,
+            pending.action.as_str(),
+            pending.target.as_str()
+        ),
         (100, "guest.adopt", "vmid:100")
     );
     assert!(pending.reason.starts_with("adoption-needs-signature"));
+    assert!(
+        now.errors[&100].starts_with("adoption-needs-signature"),
+        "{now:#?}"
+    );
     assert!(now.errors[&150].contains("not on this node"), "{now:#?}");
     // A guest created later on the named vmid is not the agent's either.
     px.put_guest(150, FakeGuest::new("stopped"));
@@ -122,13 +130,18 @@ async fn a_guest_replaced_between_two_cycles_is_released_before_anything_runs() 
     assert_eq!(px.tasks_of("vzshutdown", 100), 0, "{:?}", px.calls());
     assert!(!managed(&store, 100));
     let error = status.borrow().errors[&100].clone();
-    assert!(error.contains("not the guest this agent manages"), "{error}");
+    assert!(
+        error.contains("not the guest this agent manages"),
+        "{error}"
+    );
     assert!(store
         .audit_entries()
         .iter()
         .any(|a| a.outcome == "released" && a.reason.as_deref() == Some("identity-changed")));
     cycle_until(&mut e, &status, 5, |s| {
-        s.pending_signature.iter().any(|p| p.action == "guest.adopt")
+        s.pending_signature
+            .iter()
+            .any(|p| p.action == "guest.adopt")
     })
     .await;
     assert_eq!(px.tasks_of("vzshutdown", 100), 0);
@@ -138,7 +151,8 @@ async fn a_guest_replaced_between_two_cycles_is_released_before_anything_runs() 
 async fn a_guest_adopted_by_an_earlier_version_gets_an_identity_and_keeps_its_text() {
     let px = node(&[(100, "running")], 10);
     let mut g = FakeGuest::new("running");
-    g.config.insert("description".into(), "customer notes".into());
+    g.config
+        .insert("description".into(), "customer notes".into());
     px.put_guest(100, g);
     let store = MemoryStore::new();
     store.manage(100);
@@ -206,15 +220,9 @@ async fn a_lower_generation_is_accepted_once_and_only_after_a_signed_reset() {
     store
         .arm_desired_reset("reset-1", "alice", now(), now() + 600, &audit)
         .unwrap();
-    assert_eq!(
-        ingest(&mut e, doc(7)),
-        Ingest::Accepted { generation: 7 }
-    );
+    assert_eq!(ingest(&mut e, doc(7)), Ingest::Accepted { generation: 7 });
     // Used up: the next lower one is ignored again, a newer one accepted as always.
     assert!(matches!(ingest(&mut e, doc(6)), Ingest::Ignored { .. }));
-    assert_eq!(
-        ingest(&mut e, doc(8)),
-        Ingest::Accepted { generation: 8 }
-    );
+    assert_eq!(ingest(&mut e, doc(8)), Ingest::Accepted { generation: 8 });
     assert_eq!(store.latest_desired().unwrap().unwrap().generation, 8);
 }
