@@ -302,7 +302,10 @@ mod tests {
         let alice = ops.iter().next().unwrap();
         assert!(alice.fingerprint().starts_with("SHA256:"));
         for action in Action::ALL {
-            let expected = matches!(action, Action::BackupForce | Action::RestoreTestRun);
+            let expected = matches!(
+                action,
+                Action::BackupForce | Action::RestoreTestRun | Action::BreakGlassDisable
+            );
             assert_eq!(alice.may(action), expected, "{action}");
             assert!(Role::Operator.may(action));
         }
