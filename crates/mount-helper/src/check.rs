@@ -15,13 +15,15 @@
 //!    a USB disk passes; a SATA or NVMe disk (`…/ata1/…`, `…/nvme/nvme0/…`), a device-mapper or
 //!    LVM volume (`/sys/devices/virtual/block/dm-N`, even one on top of a USB disk), an md
 //!    array or a loop device does not. The `subsystem` link keeps a directory that merely has a
-//!    usb-like name from counting. This is what udev itself uses for `ID_BUS=usb`.
+//!    usb-like name from counting. udev's `usb_id` builtin likewise sets `ID_BUS=usb` from a
+//!    parent device in the usb subsystem.
 //! 4. **Nothing stacked on it.** `<sys_class_block>/<name>/holders` is empty: no LVM, RAID or
 //!    dm-crypt device uses it ([`Error::Held`]).
-//! 5. **Not mounted.** No line of the mount table has the device's `major:minor` (field 3), or
-//!    `/dev/<name>` or the by-uuid link as its source (btrfs reports an anonymous device number,
-//!    so the source is checked too) ([`Error::AlreadyMounted`]); and nothing is mounted on the
-//!    mount point ([`Error::MountPointBusy`]).
+//! 5. **Not mounted.** No line of the host's mount table (PID 1's, see [`Paths::mountinfo`])
+//!    has the device's `major:minor` (field 3), or `/dev/<name>` or the by-uuid link as its
+//!    source (btrfs reports an anonymous device number, so the source is checked too)
+//!    ([`Error::AlreadyMounted`]); and nothing is mounted on the mount point
+//!    ([`Error::MountPointBusy`]).
 //! 6. **The mount point.** It is `<mount_root>/<UUID>`, one component under the root by
 //!    construction; the root is a real directory (not a symlink) that neither group nor others
 //!    can write; the mount point, if it exists, is a real directory (a symlink there would

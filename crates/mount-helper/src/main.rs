@@ -1,5 +1,5 @@
 //! `felhom-mount-helper mount|unmount <UUID>`, run as root by sudo for the agent. Fixed paths
-//! only ([`Paths::system`]); the exit code says which check refused ([`Error::exit_code`]).
+//! only ([`Paths::system`]); the exit code says which check refused (`mount_helper::Error::exit_code`).
 
 use std::error::Error as _;
 use std::ffi::OsString;

@@ -1,4 +1,4 @@
-//! The mount table, `/proc/self/mountinfo` (proc(5)): which devices are mounted, and where.
+//! A mount table, `/proc/<pid>/mountinfo` (proc(5)): which devices are mounted, and where.
 
 use std::path::Path;
 

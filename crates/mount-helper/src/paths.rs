@@ -17,7 +17,11 @@ pub struct Paths {
     /// The kernel's block class, `/sys/class/block`. Its entries link into `/sys/devices`, the
     /// directory found two levels up plus `devices`.
     pub sys_class_block: PathBuf,
-    /// The mount table, `/proc/self/mountinfo`.
+    /// The mount table, `/proc/1/mountinfo`: PID 1's, the host namespace where systemd will
+    /// mount. Not `/proc/self/mountinfo`: the helper runs inside the agent unit's sandbox, whose
+    /// namespace hides some host mounts (`ProtectHome=yes` covers `/home`, `/root` and
+    /// `/run/user`, submounts included), so a disk mounted there would look unmounted. sudo's
+    /// root can read PID 1's table despite `ProtectProc=invisible`.
     pub mountinfo: PathBuf,
     /// Where filesystems are mounted, `/srv/felhom/mounts` (the agent's `privileged::MOUNT_ROOT`).
     pub mount_root: PathBuf,
@@ -29,7 +33,7 @@ impl Paths {
         Paths {
             dev_by_uuid: PathBuf::from("/dev/disk/by-uuid"),
             sys_class_block: PathBuf::from("/sys/class/block"),
-            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            mountinfo: PathBuf::from("/proc/1/mountinfo"),
             mount_root: PathBuf::from("/srv/felhom/mounts"),
         }
     }
@@ -68,6 +72,7 @@ mod tests {
             paths.mount_point(&uuid),
             Path::new("/srv/felhom/mounts/1A2B-3C4D")
         );
+        assert_eq!(paths.mountinfo, Path::new("/proc/1/mountinfo"));
         assert_eq!(paths.dev_dir(), Some(Path::new("/dev")));
         assert_eq!(paths.sys_devices(), Some(PathBuf::from("/sys/devices")));
     }
