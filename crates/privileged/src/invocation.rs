@@ -11,19 +11,23 @@ use crate::args::{
     BlockDevice, Bridge, Cores, FsUuid, Hostname, MemoryMib, StorageId, TemplateVolume, Vmid,
 };
 
-/// Where mount units put filesystems: `<MOUNT_ROOT>/<uuid>`. Fixed, never configurable, so the
-/// sudoers rule can pin it.
+/// Where mount units put filesystems: `<MOUNT_ROOT>/<uuid>`. Fixed, never configurable; the mount
+/// helper has the same constant (a test in the `mount-helper` crate checks they agree).
 pub const MOUNT_ROOT: &str = "/srv/felhom/mounts";
+
+/// Where the Debian package installs the mount helper (root:root 0755). Fixed, so the sudoers
+/// rule can pin it.
+pub const MOUNT_HELPER: &str = "/usr/libexec/felhom-agent/felhom-mount-helper";
 
 /// A root tool the agent may run, with its absolute path on a PVE 8/9 (Debian 12/13) host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Program {
     /// `/usr/sbin/pct` (pve-container).
     Pct,
-    /// `/usr/bin/systemd-mount`.
-    SystemdMount,
-    /// `/usr/bin/systemd-umount`.
-    SystemdUmount,
+    /// `/usr/libexec/felhom-agent/felhom-mount-helper` (this project's `mount-helper` crate,
+    /// shipped root-owned in the Debian package): checks the device and runs `systemd-mount` or
+    /// `systemd-umount` itself.
+    MountHelper,
     /// `/usr/sbin/smartctl` (smartmontools).
     Smartctl,
     /// `/usr/bin/sensors` (lm-sensors).
@@ -32,10 +36,9 @@ pub enum Program {
 
 impl Program {
     /// Every program, in sudoers order.
-    pub const ALL: [Program; 5] = [
+    pub const ALL: [Program; 4] = [
         Program::Pct,
-        Program::SystemdMount,
-        Program::SystemdUmount,
+        Program::MountHelper,
         Program::Smartctl,
         Program::Sensors,
     ];
@@ -44,8 +47,7 @@ impl Program {
     pub fn path(self) -> &'static str {
         match self {
             Program::Pct => "/usr/sbin/pct",
-            Program::SystemdMount => "/usr/bin/systemd-mount",
-            Program::SystemdUmount => "/usr/bin/systemd-umount",
+            Program::MountHelper => MOUNT_HELPER,
             Program::Smartctl => "/usr/sbin/smartctl",
             Program::Sensors => "/usr/bin/sensors",
         }
@@ -55,8 +57,7 @@ impl Program {
     pub fn name(self) -> &'static str {
         match self {
             Program::Pct => "pct",
-            Program::SystemdMount => "systemd-mount",
-            Program::SystemdUmount => "systemd-umount",
+            Program::MountHelper => "felhom-mount-helper",
             Program::Smartctl => "smartctl",
             Program::Sensors => "sensors",
         }
@@ -147,30 +148,26 @@ pub fn mount_point(uuid: &FsUuid) -> PathBuf {
     PathBuf::from(MOUNT_ROOT).join(uuid.as_str())
 }
 
-/// `systemd-mount --no-block --collect --options=nosuid,nodev /dev/disk/by-uuid/U ROOT/U`.
+/// `felhom-mount-helper mount U`.
 ///
-/// `--no-block` returns once the unit is queued (the caller watches the mount point);
-/// `--collect` lets systemd garbage-collect the unit when it fails, so a pulled USB disk leaves
-/// no failed unit behind.
+/// The helper derives the device (`/dev/disk/by-uuid/U`) and the mount point (`ROOT/U`) from
+/// the one UUID, refuses unless the device is an unmounted block device on a USB bus, and then
+/// runs `systemd-mount --no-block --collect --options=nosuid,nodev,noexec` (the
+/// `mount-helper` crate's README lists every check and its exit code). `--no-block` returns
+/// once the unit is queued, so the caller watches the mount point.
 pub fn mount(uuid: &FsUuid) -> Invocation {
     Invocation {
-        program: Program::SystemdMount,
-        args: vec![
-            "--no-block".to_owned(),
-            "--collect".to_owned(),
-            "--options=nosuid,nodev".to_owned(),
-            format!("/dev/disk/by-uuid/{uuid}"),
-            mount_point(uuid).display().to_string(),
-        ],
+        program: Program::MountHelper,
+        args: vec!["mount".to_owned(), uuid.to_string()],
         timeout: Duration::from_secs(60),
     }
 }
 
-/// `systemd-umount ROOT/U`.
+/// `felhom-mount-helper unmount U`: the helper runs `systemd-umount ROOT/U`.
 pub fn unmount(uuid: &FsUuid) -> Invocation {
     Invocation {
-        program: Program::SystemdUmount,
-        args: vec![mount_point(uuid).display().to_string()],
+        program: Program::MountHelper,
+        args: vec!["unmount".to_owned(), uuid.to_string()],
         timeout: Duration::from_secs(60),
     }
 }

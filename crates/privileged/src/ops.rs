@@ -42,16 +42,17 @@ impl<R: Runner> Privileged<R> {
         Ok(())
     }
 
-    /// Operation 2a: mounts the filesystem `uuid` at `/srv/felhom/mounts/<uuid>` as a transient
-    /// systemd mount unit and returns the mount point. With `--no-block` the call returns once
-    /// the unit is queued.
+    /// Operation 2a: mounts the USB filesystem `uuid` at `/srv/felhom/mounts/<uuid>` as a
+    /// transient systemd mount unit, through the mount helper, and returns the mount point. The
+    /// call returns once the unit is queued. A refusal of the helper (not USB, already mounted,
+    /// …) is an [`Error::NonZeroExit`] whose exit code and stderr line say which check failed.
     pub fn mount_by_uuid(&self, uuid: &FsUuid) -> Result<PathBuf, Error> {
         self.run_checked(&invocation::mount(uuid))?;
         tracing::info!(uuid = uuid.as_str(), "mount unit queued");
         Ok(invocation::mount_point(uuid))
     }
 
-    /// Operation 2b: stops the mount unit at `/srv/felhom/mounts/<uuid>`.
+    /// Operation 2b: stops the mount unit at `/srv/felhom/mounts/<uuid>`, through the helper.
     pub fn unmount_by_uuid(&self, uuid: &FsUuid) -> Result<(), Error> {
         self.run_checked(&invocation::unmount(uuid))?;
         tracing::info!(uuid = uuid.as_str(), "filesystem unmounted");

@@ -49,8 +49,7 @@ exec "$dir/fake-$tool" "$@"
             ("smartctl", SMART_JSON),
             ("sensors", SENSORS_JSON),
             ("pct", ""),
-            ("systemd-mount", ""),
-            ("systemd-umount", ""),
+            ("felhom-mount-helper", ""),
         ] {
             fs::write(host.path(&format!("{tool}.out")), output).unwrap();
             write_script(
@@ -284,18 +283,16 @@ fn mount_and_unmount_by_uuid() {
             argv(&[
                 "-n",
                 "--",
-                "/usr/bin/systemd-mount",
-                "--no-block",
-                "--collect",
-                "--options=nosuid,nodev",
-                "/dev/disk/by-uuid/1A2B-3C4D",
-                "/srv/felhom/mounts/1A2B-3C4D",
+                "/usr/libexec/felhom-agent/felhom-mount-helper",
+                "mount",
+                "1A2B-3C4D",
             ]),
             argv(&[
                 "-n",
                 "--",
-                "/usr/bin/systemd-umount",
-                "/srv/felhom/mounts/1A2B-3C4D"
+                "/usr/libexec/felhom-agent/felhom-mount-helper",
+                "unmount",
+                "1A2B-3C4D",
             ]),
         ]
     );
@@ -304,13 +301,32 @@ fn mount_and_unmount_by_uuid() {
 #[test]
 fn sudo_refusal_is_a_non_zero_exit() {
     let host = FakeHost::new();
-    fs::remove_file(host.path("fake-systemd-umount")).unwrap();
+    fs::remove_file(host.path("fake-felhom-mount-helper")).unwrap();
     let err = host
         .privileged()
         .unmount_by_uuid(&FsUuid::parse("1A2B-3C4D").unwrap())
         .unwrap_err();
     assert!(
-        matches!(&err, Error::NonZeroExit { program: "systemd-umount", code: Some(1), stderr_tail } if stderr_tail.contains("password is required")),
+        matches!(&err, Error::NonZeroExit { program: "felhom-mount-helper", code: Some(1), stderr_tail } if stderr_tail.contains("password is required")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn mount_helper_refusal_keeps_its_code_and_reason() {
+    let host = FakeHost::new();
+    host.set("felhom-mount-helper", "status", "6");
+    host.set(
+        "felhom-mount-helper",
+        "err",
+        "felhom-mount-helper: sda1 is not a USB device (its sysfs path /sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1 has no usb bus)\n",
+    );
+    let err = host
+        .privileged()
+        .mount_by_uuid(&FsUuid::parse("1A2B-3C4D").unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NonZeroExit { program: "felhom-mount-helper", code: Some(6), stderr_tail } if stderr_tail.contains("is not a USB device")),
         "{err:?}"
     );
 }

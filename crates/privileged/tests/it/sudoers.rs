@@ -136,11 +136,15 @@ fn every_alias_is_granted_and_every_program_has_a_rule() {
             program.path()
         );
     }
-    assert_eq!(
-        rules.len(),
-        Program::ALL.len(),
-        "one rule per program, nothing else"
-    );
+    // One rule per program, except the mount helper's two (mount, unmount); nothing else.
+    for (name, rule) in &rules {
+        assert!(
+            Program::ALL.iter().any(|p| p.path() == rule.path),
+            "{name} names a program the crate never runs: {}",
+            rule.path
+        );
+    }
+    assert_eq!(rules.len(), Program::ALL.len() + 1);
 }
 
 #[test]
@@ -204,40 +208,96 @@ fn crafted_pct_argv_is_refused() {
     assert!(!allowed("/usr/bin/pct", inv.args()));
 }
 
+const HELPER: &str = "/usr/libexec/felhom-agent/felhom-mount-helper";
+
+#[test]
+fn mount_helper_argv_is_exactly_verb_and_uuid() {
+    assert_eq!(privileged::MOUNT_HELPER, HELPER);
+    let mount = invocation::mount(&uuid());
+    let unmount = invocation::unmount(&uuid());
+    assert_eq!(mount.program().path(), HELPER);
+    assert_eq!(mount.args(), ["mount", uuid().as_str()]);
+    assert_eq!(unmount.args(), ["unmount", uuid().as_str()]);
+}
+
 #[test]
 fn crafted_mount_argv_is_refused() {
     let mount = invocation::mount(&uuid());
     for (index, value) in [
-        (2, "--options=nodev"),
-        (2, "--options=nosuid,nodev,exec"),
-        (3, "/dev/disk/by-uuid/../../sda1"),
-        (3, "/dev/sda1"),
-        (4, "/srv/felhom/mounts/../../../etc"),
-        (4, "/etc"),
+        (0, "Mount"),
+        (0, "remount"),
+        (0, "--mount"),
+        (0, "umount"),
+        (1, "3F2504E0-4F89-11D3-9A0C-0305E82C3301"),
+        (1, "1a2b-3c4d"),
+        (1, "../../etc"),
+        (1, "/dev/sda1"),
+        (1, "/dev/disk/by-uuid/3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+        (1, "3f2504e0-4f89-11d3-9a0c-0305e82c3301 /etc"),
+        (1, "3f2504e0-4f89-11d3-9a0c-0305e82c3301/../../etc"),
+        (1, "--options=exec"),
+        (1, ""),
     ] {
         assert!(
-            !allowed("/usr/bin/systemd-mount", &with_arg(&mount, index, value)),
+            !allowed(HELPER, &with_arg(&mount, index, value)),
             "arg {index} = {value:?} was allowed"
         );
     }
-    let mut extra = mount.args().to_vec();
-    extra.push("--property=ExecStartPre=/bin/sh".to_owned());
-    assert!(!allowed("/usr/bin/systemd-mount", &extra));
-
     let unmount = invocation::unmount(&uuid());
-    for value in [
-        "/",
-        "/srv/felhom/mounts/../../../",
-        "/srv/felhom/mounts/x y",
-    ] {
-        assert!(
-            !allowed("/usr/bin/systemd-umount", &[value.to_owned()]),
-            "{value}"
-        );
+    for value in ["/", "/srv/felhom/mounts/x", "../x", "1A2B-3C4D /"] {
+        assert!(!allowed(HELPER, &with_arg(&unmount, 1, value)), "{value}");
     }
-    let mut extra = unmount.args().to_vec();
-    extra.push("/".to_owned());
-    assert!(!allowed("/usr/bin/systemd-umount", &extra));
+    for inv in [&mount, &unmount] {
+        // Appended, prefixed, doubled or missing arguments.
+        let mut extra = inv.args().to_vec();
+        extra.push("/srv/felhom/mounts/1A2B-3C4D".to_owned());
+        assert!(!allowed(HELPER, &extra), "{extra:?}");
+        let mut doubled = inv.args().to_vec();
+        doubled.push(uuid().to_string());
+        assert!(!allowed(HELPER, &doubled), "{doubled:?}");
+        let mut prefixed = vec!["--".to_owned()];
+        prefixed.extend(inv.args().iter().cloned());
+        assert!(!allowed(HELPER, &prefixed), "{prefixed:?}");
+        assert!(!allowed(HELPER, &inv.args()[..1]));
+        assert!(!allowed(HELPER, &inv.args()[1..]));
+        // The helper's argv under another path.
+        assert!(!allowed("/usr/bin/felhom-mount-helper", inv.args()));
+        assert!(!allowed("/usr/bin/systemd-mount", inv.args()));
+    }
+    assert!(!allowed(HELPER, &[]));
+}
+
+/// Issue 11 item 11: the old rule let the agent run systemd-mount on any by-uuid device, and
+/// device A onto mount point B. None of its argv is allowed any more.
+#[test]
+fn regression_direct_systemd_mount_is_no_longer_allowed() {
+    let a = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+    let b = "1A2B-3C4D";
+    let old_mount = |device: &str, point: &str| -> Vec<String> {
+        [
+            "--no-block",
+            "--collect",
+            "--options=nosuid,nodev",
+            &format!("/dev/disk/by-uuid/{device}"),
+            &format!("/srv/felhom/mounts/{point}"),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    for argv in [old_mount(a, a), old_mount(a, b), old_mount(b, a)] {
+        assert!(!allowed("/usr/bin/systemd-mount", &argv), "{argv:?}");
+        assert!(!allowed(HELPER, &argv), "{argv:?}");
+    }
+    let old_umount = vec![format!("/srv/felhom/mounts/{a}")];
+    assert!(!allowed("/usr/bin/systemd-umount", &old_umount));
+    assert!(!allowed(HELPER, &old_umount));
+    let (rules, _) = load_rules();
+    assert!(
+        rules
+            .values()
+            .all(|r| r.path != "/usr/bin/systemd-mount" && r.path != "/usr/bin/systemd-umount"),
+        "a rule still names systemd-mount or systemd-umount"
+    );
 }
 
 #[test]
