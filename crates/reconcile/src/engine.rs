@@ -596,14 +596,13 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         // A managed guest without an identity (adopted by an earlier version, or tagged by the
         // agent before it wrote identities) gets one, in a cycle where nothing else is planned
         // for it; its identity dates from when it was first managed.
-        let planned: BTreeSet<u32> = preview_vmids;
         for record in records.values() {
             let vmid = record.vmid;
             let idle = actual.guests.get(&vmid).is_some_and(|g| g.lock.is_none());
             if !record.managed
                 || record.identity.is_some()
                 || !idle
-                || planned.contains(&vmid)
+                || preview_vmids.contains(&vmid)
                 || recovering.contains(&vmid)
                 || self.backoff.contains_key(&vmid)
             {

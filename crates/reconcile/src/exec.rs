@@ -223,13 +223,16 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             source,
         };
         let kind_word = spec.kind.as_str();
-        if let Err(err) = self.check_identity(spec).await {
-            self.fail_unstarted(spec, &crate::error_chain(&err));
-            return Err(err);
-        }
+        let identity = match self.check_identity(spec).await {
+            Ok(identity) => identity,
+            Err(err) => {
+                self.fail_unstarted(spec, &crate::error_chain(&err));
+                return Err(err);
+            }
+        };
         for (idx, step) in spec.steps.iter().enumerate() {
             let idx = idx as u32;
-            if let Err(err) = self.run_step(spec, idx, step).await {
+            if let Err(err) = self.run_step(spec, idx, step, identity.as_deref()).await {
                 self.fail(spec, step.kind(), &err);
                 return Err(err);
             }
@@ -256,14 +259,14 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
     /// identity line or carries another's, or is gone, is released at once (provenance,
     /// tokens, pending ops, in one journal transaction) and the op does not run. Ops that write
     /// the identity, and guests without a recorded one (adopted by an earlier version, until
-    /// the engine writes theirs), are not checked.
-    async fn check_identity(&self, spec: &OpSpec) -> Result<(), ExecError> {
+    /// the engine writes theirs), are not checked. Returns the identity it verified.
+    async fn check_identity(&self, spec: &OpSpec) -> Result<Option<String>, ExecError> {
         if spec
             .steps
             .iter()
             .any(|s| matches!(s, Step::MarkIdentity { .. }))
         {
-            return Ok(());
+            return Ok(None);
         }
         let vmid = spec.vmid;
         let record = self
@@ -275,10 +278,12 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             .into_iter()
             .find(|r| r.vmid == vmid);
         let Some(expected) = record.filter(|r| r.managed).and_then(|r| r.identity) else {
-            return Ok(());
+            return Ok(None);
         };
         let why = match self.px.guest_config(vmid).await {
-            Ok(cfg) if cfg.identity.as_deref() == Some(expected.as_str()) => return Ok(()),
+            Ok(cfg) if cfg.identity.as_deref() == Some(expected.as_str()) => {
+                return Ok(Some(expected))
+            }
             Ok(_) => "identity-changed",
             Err(ProxmoxError::NoSuchGuest { .. }) => "vanished",
             Err(source) => {
@@ -362,7 +367,43 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         });
     }
 
-    async fn run_step(&self, spec: &OpSpec, idx: u32, step: &Step) -> Result<(), ExecError> {
+    /// A read a step needs before its intent failed: the step is recorded failed (it never
+    /// ran) and the error returned.
+    fn read_before_intent_failed(
+        &self,
+        spec: &OpSpec,
+        idx: u32,
+        step: &Step,
+        source: ProxmoxError,
+    ) -> ExecError {
+        let op_id = spec.op_id.as_str();
+        self.record_or_log(op_id, "step never ran", |s| {
+            s.step_finished(
+                op_id,
+                idx,
+                StepStatus::Failed,
+                Some(&crate::error_chain(&source)),
+                now(),
+                None,
+            )
+        });
+        ExecError::Proxmox {
+            op_id: op_id.to_owned(),
+            vmid: spec.vmid,
+            step: step.kind(),
+            source,
+        }
+    }
+
+    /// Runs one step; `identity` is the guest's identity [`Executor::check_identity`] verified
+    /// for this op, kept in any description the step writes.
+    async fn run_step(
+        &self,
+        spec: &OpSpec,
+        idx: u32,
+        step: &Step,
+        identity: Option<&str>,
+    ) -> Result<(), ExecError> {
         let (op_id, vmid, kind_word) = (spec.op_id.as_str(), spec.vmid, spec.kind.as_str());
         let journal_err = |source| ExecError::Journal {
             op_id: op_id.to_owned(),
@@ -381,24 +422,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         let start_after = match step {
             Step::Rollback { .. } => match self.px.guest_status(vmid).await {
                 Ok(status) => status.is_running(),
-                Err(source) => {
-                    self.record_or_log(op_id, "step never ran", |s| {
-                        s.step_finished(
-                            op_id,
-                            idx,
-                            StepStatus::Failed,
-                            Some(&crate::error_chain(&source)),
-                            now(),
-                            None,
-                        )
-                    });
-                    return Err(ExecError::Proxmox {
-                        op_id: op_id.to_owned(),
-                        vmid,
-                        step: step.kind(),
-                        source,
-                    });
-                }
+                Err(source) => return Err(self.read_before_intent_failed(spec, idx, step, source)),
             },
             _ => false,
         };
@@ -407,19 +431,9 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         let config_put = match step {
             Step::SetConfig { changes, digest } => {
                 let mut changes = changes.clone();
-                if let Some(text) = changes.get("description").cloned() {
-                    let identity = self
-                        .with_store(|s| s.guests())
-                        .map_err(journal_err)?
-                        .into_iter()
-                        .find(|r| r.vmid == vmid && r.managed)
-                        .and_then(|r| r.identity);
-                    if let Some(identity) = identity {
-                        changes.insert(
-                            "description".into(),
-                            crate::normalize::with_identity(&text, &identity),
-                        );
-                    }
+                if let (Some(text), Some(identity)) = (changes.get("description"), identity) {
+                    let text = crate::normalize::with_identity(text, identity);
+                    changes.insert("description".into(), text);
                 }
                 Some((changes, digest.clone()))
             }
@@ -433,24 +447,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                     );
                     Some((changes, cfg.digest))
                 }
-                Err(source) => {
-                    self.record_or_log(op_id, "step never ran", |s| {
-                        s.step_finished(
-                            op_id,
-                            idx,
-                            StepStatus::Failed,
-                            Some(&crate::error_chain(&source)),
-                            now(),
-                            None,
-                        )
-                    });
-                    return Err(ExecError::Proxmox {
-                        op_id: op_id.to_owned(),
-                        vmid,
-                        step: step.kind(),
-                        source,
-                    });
-                }
+                Err(source) => return Err(self.read_before_intent_failed(spec, idx, step, source)),
             },
             _ => None,
         };

@@ -39,17 +39,20 @@ pub(crate) fn harness(task_ms: u64) -> (Harness, u16) {
     (h, port)
 }
 
-/// Mints a token for guest 100 (adopted by the harness).
+/// Mints a token for guest 100 (adopted by the harness), once the desired state that carries
+/// its backup policy has been accepted: before that `POST /backup` is rightly refused with
+/// `no_backup_policy`, and a test that raced the hub loop failed on a slow machine.
 pub(crate) fn token(h: &Harness) -> String {
-    let adopted = wait_for(Duration::from_secs(30), || {
+    let ready = wait_for(Duration::from_secs(30), || {
         let j = journal::Journal::open_read_only(&h.state()).ok()?;
-        j.guests()
-            .ok()?
-            .iter()
-            .any(|g| g.vmid == 100 && g.managed)
-            .then_some(())
+        let adopted = j.guests().ok()?.iter().any(|g| g.vmid == 100 && g.managed);
+        let accepted = j.latest_desired_generation().ok()?.is_some_and(|g| g >= 1);
+        (adopted && accepted).then_some(())
     });
-    assert!(adopted.is_some(), "guest 100 never adopted");
+    assert!(
+        ready.is_some(),
+        "guest 100 never adopted or desired state never accepted"
+    );
     mint(&h.config, 100).1
 }
 
