@@ -14,7 +14,7 @@ use axum::Router;
 use serde_json::{Map, Value};
 
 use crate::envelope::{ApiError, Reply};
-use crate::{control, lxc, node, perms, request, snapshot, storage, task_api, vzdump, Sim};
+use crate::{control, lxc, node, perms, prune, request, snapshot, storage, task_api, vzdump, Sim};
 
 /// Largest accepted body (pve-http-server `AnyEvent.pm:54`).
 const MAX_BODY: usize = 512 * 1024;
@@ -276,6 +276,8 @@ pub async fn dispatch(
         ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}") => {
             return Some(storage::delete_volume(call).await)
         }
+        ("GET", "/nodes/{node}/storage/{storage}/prunebackups") => prune::dry_run(call),
+        ("DELETE", "/nodes/{node}/storage/{storage}/prunebackups") => prune::prune(call),
         ("GET", "/storage") => storage::cfg_list(call),
         ("POST", "/storage") => storage::cfg_create(call),
         ("GET", "/storage/{storage}") => storage::cfg_get(call),
