@@ -281,7 +281,7 @@ impl Shared {
             .map_err(err)?
             .is_some_and(|op| !op.state.is_final());
         let last = journal
-            .last_success_with_step(vmid.get(), BACKUP_STEP)
+            .last_step_done(vmid.get(), BACKUP_STEP)
             .map_err(err)?;
         drop(journal);
         let (Some(last), false) = (last, open) else {
@@ -439,10 +439,14 @@ impl GuestOps for HandleOps {
                 return Err(OpError::NoBackupPolicy { vmid });
             };
             self.shared.backup_spacing(vmid, &policy)?;
+            // vzdump never prunes (`remove=0`); the op's second step prunes by the agent's
+            // own retention for this policy (`BackupPolicy::retention`).
+            let keep = Some(policy.retention());
             let ticket = self.submit(
                 vmid,
                 GuestOp::Backup {
                     storage: policy.target,
+                    keep,
                 },
             )?;
             Ok(OpAccepted {
@@ -512,7 +516,7 @@ impl GuestView for GuestFacts {
                 .latest_op_with_step(vmid.get(), BACKUP_STEP)
                 .map_err(err)?;
             let last_success = journal
-                .last_success_with_step(vmid.get(), BACKUP_STEP)
+                .last_step_done(vmid.get(), BACKUP_STEP)
                 .map_err(err)?;
             Ok(backup_status_of(latest, last_success))
         })
@@ -537,6 +541,18 @@ fn backup_status_of(latest: Option<OpRecord>, last_success: Option<i64>) -> Back
     let Some(op) = latest else {
         return BackupStatus::never();
     };
+    // The backup is the vzdump step: done means the archive exists, whatever became of the
+    // prune after it (failed, or skipped by a restart; the next backup prunes again).
+    let vzdump = op.steps.iter().find(|s| s.kind == BACKUP_STEP);
+    if let Some(step) = vzdump.filter(|s| s.state == journal::StepStatus::Done) {
+        return BackupStatus {
+            state: BackupState::Succeeded,
+            started_at: step.intent_at.map(from_unix),
+            finished_at: step.finished_at.map(from_unix),
+            op_id: Some(op.op_id),
+            last_success_at: last_success.map(from_unix),
+        };
+    }
     let state = match op.state {
         OpStatus::Planned | OpStatus::PendingSignature => BackupState::Queued,
         OpStatus::Running => BackupState::Running,
@@ -668,5 +684,12 @@ mod tests {
             backup_status_of(Some(op(OpStatus::Planned)), None).state,
             BackupState::Queued
         );
+        // The vzdump done, the prune after it skipped by a restart: the backup succeeded.
+        let mut done = op(OpStatus::Abandoned);
+        done.steps[0].state = journal::StepStatus::Done;
+        done.steps[0].finished_at = Some(8);
+        let s = backup_status_of(Some(done), Some(8));
+        assert_eq!(s.state, BackupState::Succeeded);
+        assert_eq!(s.finished_at, Some(from_unix(8)));
     }
 }

@@ -223,6 +223,19 @@ impl Proxmox for PveProxmox {
         }
     }
 
+    async fn prune(
+        &self,
+        v: u32,
+        storage: &str,
+        keep: &pve::Retention,
+    ) -> Result<Posted, ProxmoxError> {
+        self.client
+            .prune_backups(storage, vmid(v)?, keep)
+            .await
+            .map(posted)
+            .map_err(map("prune backups", v))
+    }
+
     async fn snapshots(&self, v: u32) -> Result<Vec<String>, ProxmoxError> {
         let list = self
             .client
@@ -249,8 +262,12 @@ impl Proxmox for PveProxmox {
         task_type: &'static str,
         since: i64,
     ) -> Result<Vec<FoundTask>, ProxmoxError> {
+        // A `prunebackups` task's id is `<vmid>@<storage>`, which the list's `vmid` filter (an
+        // exact match on the id) never matches: list by type and match the id here.
+        let prune = task_type == "prunebackups";
+        let prune_prefix = format!("{v}@");
         let query = TaskListQuery {
-            vmid: Some(vmid(v)?),
+            vmid: if prune { None } else { Some(vmid(v)?) },
             typefilter: Some(task_type.to_owned()),
             source: Some("all".to_owned()),
             limit: Some(100),
@@ -264,7 +281,13 @@ impl Proxmox for PveProxmox {
         Ok(list
             .into_iter()
             .filter(|t| t.upid.user() == self.token_user && t.upid.task_type() == task_type)
-            .filter(|t| t.upid.id() == v.to_string())
+            .filter(|t| {
+                if prune {
+                    t.upid.id().starts_with(&prune_prefix)
+                } else {
+                    t.upid.id() == v.to_string()
+                }
+            })
             .filter(|t| i64::try_from(t.upid.starttime()).unwrap_or(0) >= since)
             .map(|t| FoundTask {
                 starttime: t.upid.starttime(),

@@ -309,17 +309,14 @@ impl Journal {
         )
     }
 
-    /// When the latest succeeded op on `vmid` with a step of `step_kind` ended, Unix seconds.
-    pub fn last_success_with_step(
-        &self,
-        vmid: u32,
-        step_kind: &str,
-    ) -> Result<Option<i64>, JournalError> {
+    /// When a step of `step_kind` last finished done on `vmid`, whatever became of the rest
+    /// of its op (a backup op's vzdump is its backup, even if the prune after it failed or a
+    /// restart skipped it).
+    pub fn last_step_done(&self, vmid: u32, step_kind: &str) -> Result<Option<i64>, JournalError> {
         self.conn
             .query_row(
-                "SELECT max(updated_at) FROM ops
-                 WHERE vmid = ?1 AND state = 'succeeded'
-                   AND op_id IN (SELECT op_id FROM op_steps WHERE kind = ?2)",
+                "SELECT max(s.finished_at) FROM op_steps s JOIN ops o ON o.op_id = s.op_id
+                 WHERE o.vmid = ?1 AND s.kind = ?2 AND s.state = 'done'",
                 params![vmid, step_kind],
                 |r| r.get(0),
             )
@@ -717,9 +714,26 @@ mod tests {
             "b1",
             "a refused op says nothing about the guest"
         );
-        assert_eq!(j.last_success_with_step(101, "vzdump").unwrap(), Some(20));
-        assert_eq!(j.last_success_with_step(102, "vzdump").unwrap(), None);
-        assert_eq!(j.last_success_with_step(101, "snapshot").unwrap(), None);
+        assert_eq!(j.last_step_done(101, "vzdump").unwrap(), Some(20));
+        assert_eq!(j.last_step_done(102, "vzdump").unwrap(), None);
+        assert_eq!(j.last_step_done(101, "snapshot").unwrap(), None);
+        // A backup whose vzdump is done counts even if the op did not succeed (its prune
+        // failed, or a restart skipped it).
+        let mut b5 = backup("b5", 40);
+        b5.steps.push(NewStep {
+            kind: "prune".into(),
+            params: r#"{"storage":"local","keep":"keep-last=3"}"#.into(),
+        });
+        j.insert_op_unless_open(&b5, "vzdump", &audit())
+            .unwrap()
+            .unwrap();
+        j.step_intent("b5", 0, 41, &audit()).unwrap();
+        j.step_posted("b5", 0, Some("UPID:b5"), 41).unwrap();
+        j.step_finished("b5", 0, StepStatus::Done, Some("OK"), 45, None)
+            .unwrap();
+        j.finish_op("b5", OpStatus::Failed, Some("prune failed"), 46, &audit())
+            .unwrap();
+        assert_eq!(j.last_step_done(101, "vzdump").unwrap(), Some(45));
     }
 
     /// Regression for issue 4's "a full disk fails the op cleanly with nothing half-recorded":

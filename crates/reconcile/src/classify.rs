@@ -59,6 +59,9 @@ pub fn classify(
         // A snapshot or a backup adds a copy; deleting a snapshot removes a copy, never the
         // primary one.
         Step::Snapshot { .. } | Step::Vzdump { .. } | Step::DeleteSnapshot { .. } => Class::Benign,
+        // Pruning removes backup copies past the agent's own retention, never the primary
+        // copy; only the local-API backup op plans it, after its vzdump.
+        Step::Prune { .. } => Class::Benign,
         // The agent's own identity line; the description's text is kept.
         Step::MarkIdentity { .. } => Class::Benign,
         // Rollback discards what changed since the snapshot, so it is asked for only by the

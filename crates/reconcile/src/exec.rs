@@ -484,6 +484,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             Step::DeleteSnapshot { name } => self.px.delete_snapshot(vmid, name).await,
             Step::Rollback { name } => self.px.rollback(vmid, name, start_after).await,
             Step::Vzdump { storage } => self.px.vzdump(vmid, storage).await,
+            Step::Prune { storage, keep } => self.px.prune(vmid, storage, keep).await,
         };
         let posted = match posted {
             Ok(p) => p,

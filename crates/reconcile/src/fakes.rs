@@ -92,8 +92,15 @@ enum Effect {
     Destroy,
     Snapshot(String),
     DeleteSnapshot(String),
-    Rollback { start: bool },
+    Rollback {
+        start: bool,
+    },
     Backup(String),
+    /// Keep the newest `keep` backups on the storage.
+    Prune {
+        storage: String,
+        keep: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -299,6 +306,19 @@ fn settle(node: &mut Node) {
                 g.status = if start { "running" } else { "stopped" }.to_owned();
             }
             Effect::Backup(storage) => g.backups.push(storage),
+            Effect::Prune { storage, keep } => {
+                let on: Vec<usize> = (0..g.backups.len())
+                    .filter(|&i| g.backups[i] == storage)
+                    .collect();
+                let drop = on.len().saturating_sub(keep);
+                let gone: Vec<usize> = on.into_iter().take(drop).collect();
+                let mut i = 0;
+                g.backups.retain(|_| {
+                    let keep = !gone.contains(&i);
+                    i += 1;
+                    keep
+                });
+            }
             Effect::Destroy => {}
         }
     }
@@ -452,6 +472,34 @@ impl Proxmox for FakeProxmox {
 
     async fn vzdump(&self, vmid: u32, storage: &str) -> Result<Posted, ProxmoxError> {
         self.post("vzdump", vmid, "vzdump", Effect::Backup(storage.to_owned()))
+    }
+
+    /// The fake's backups have no times, so they all fall in one period: `keep-last` keeps
+    /// that many, any period option one more when `keep-last` is zero.
+    async fn prune(
+        &self,
+        vmid: u32,
+        storage: &str,
+        keep: &pve::Retention,
+    ) -> Result<Posted, ProxmoxError> {
+        let periods = [
+            keep.hourly,
+            keep.daily,
+            keep.weekly,
+            keep.monthly,
+            keep.yearly,
+        ];
+        let keep =
+            keep.last as usize + usize::from(keep.last == 0 && periods.iter().any(|&n| n > 0));
+        self.post(
+            "prune",
+            vmid,
+            "prunebackups",
+            Effect::Prune {
+                storage: storage.to_owned(),
+                keep,
+            },
+        )
     }
 
     async fn snapshots(&self, vmid: u32) -> Result<Vec<String>, ProxmoxError> {

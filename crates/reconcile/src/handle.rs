@@ -48,10 +48,13 @@ pub enum GuestOp {
         /// The name.
         name: SnapshotName,
     },
-    /// Back up with vzdump; at most one open backup per guest.
+    /// Back up with vzdump, then prune that guest's backups on the target to `keep` (none
+    /// when `None`); at most one open backup per guest.
     Backup {
         /// The PVE storage id of the target.
         storage: String,
+        /// The agent's retention for this guest on that target.
+        keep: Option<pve::Retention>,
     },
 }
 
@@ -66,17 +69,27 @@ impl GuestOp {
     }
 
     fn steps(&self) -> Vec<Step> {
-        vec![match self {
-            GuestOp::Snapshot { name, description } => Step::Snapshot {
+        match self {
+            GuestOp::Snapshot { name, description } => vec![Step::Snapshot {
                 name: name.clone(),
                 description: description.clone(),
-            },
-            GuestOp::DeleteSnapshot { name } => Step::DeleteSnapshot { name: name.clone() },
-            GuestOp::Rollback { name } => Step::Rollback { name: name.clone() },
-            GuestOp::Backup { storage } => Step::Vzdump {
-                storage: storage.clone(),
-            },
-        }]
+            }],
+            GuestOp::DeleteSnapshot { name } => vec![Step::DeleteSnapshot { name: name.clone() }],
+            GuestOp::Rollback { name } => vec![Step::Rollback { name: name.clone() }],
+            GuestOp::Backup { storage, keep } => {
+                let mut steps = vec![Step::Vzdump {
+                    storage: storage.clone(),
+                }];
+                // An empty retention would keep everything: nothing to prune.
+                if let Some(keep) = keep.filter(|k| !k.is_empty()) {
+                    steps.push(Step::Prune {
+                        storage: storage.clone(),
+                        keep,
+                    });
+                }
+                steps
+            }
+        }
     }
 }
 

@@ -54,6 +54,14 @@ pub enum Step {
         /// The PVE storage id of the target.
         storage: String,
     },
+    /// Remove the guest's backups on `storage` that `keep` does not cover (the agent's own
+    /// retention; backups themselves never prune, DESIGN.md §4.8).
+    Prune {
+        /// The PVE storage id.
+        storage: String,
+        /// What to keep.
+        keep: pve::Retention,
+    },
     /// Write the agent's identity line into the guest's description (a config PUT conditional
     /// on the digest of the config read just before; DESIGN.md §4.6). The text of the
     /// description is kept.
@@ -83,6 +91,7 @@ impl Step {
             Step::DeleteSnapshot { .. } => "delete_snapshot",
             Step::Rollback { .. } => "rollback",
             Step::Vzdump { .. } => "vzdump",
+            Step::Prune { .. } => "prune",
             Step::MarkIdentity { .. } => "mark_identity",
         }
     }
@@ -94,7 +103,7 @@ impl Step {
 
     /// The task type of a journal word (PVE's names: pve-container's `vzstart`, `vzsnapshot`,
     /// `vzrollback`, `vzdelsnapshot`; pve-manager's `vzdump`, whose UPID id is the vmid when
-    /// one guest is dumped).
+    /// one guest is dumped; pve-storage's `prunebackups`, whose id is `<vmid>@<storage>`).
     pub fn task_type_of(kind: &str) -> Option<&'static str> {
         match kind {
             "start" => Some("vzstart"),
@@ -105,6 +114,7 @@ impl Step {
             "delete_snapshot" => Some("vzdelsnapshot"),
             "rollback" => Some("vzrollback"),
             "vzdump" => Some("vzdump"),
+            "prune" => Some("prunebackups"),
             _ => None,
         }
     }
@@ -128,6 +138,9 @@ impl Step {
             | Step::DeleteSnapshot { name }
             | Step::Rollback { name } => json!({ "name": name.as_str() }).to_string(),
             Step::Vzdump { storage } => json!({ "storage": storage }).to_string(),
+            Step::Prune { storage, keep } => {
+                json!({ "storage": storage, "keep": keep.to_property() }).to_string()
+            }
             Step::MarkIdentity { identity } => json!({ "identity": identity }).to_string(),
             _ => "{}".to_owned(),
         }
@@ -144,6 +157,7 @@ impl Step {
             | Step::DeleteSnapshot { name }
             | Step::Rollback { name } => format!("{} {name}", self.kind()),
             Step::Vzdump { storage } => format!("vzdump to {storage}"),
+            Step::Prune { storage, keep } => format!("prune on {storage} ({})", keep.to_property()),
             other => other.kind().to_owned(),
         }
     }

@@ -215,6 +215,14 @@ pub trait Proxmox: Send + Sync + 'static {
         vmid: u32,
         storage: &str,
     ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
+    /// Removes the guest's backups on `storage` that `keep` does not cover (task
+    /// `prunebackups`, its id `<vmid>@<storage>`).
+    fn prune(
+        &self,
+        vmid: u32,
+        storage: &str,
+        keep: &pve::Retention,
+    ) -> impl Future<Output = Result<Posted, ProxmoxError>> + Send;
     /// The guest's snapshot names (without `current`).
     fn snapshots(
         &self,

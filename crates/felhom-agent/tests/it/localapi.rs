@@ -337,6 +337,27 @@ fn local_api_end_to_end_against_the_simulator() {
         );
         assert_eq!(sim.requests("POST", "/vzdump").await.unwrap(), vzdumps);
 
+        // Older backups an operator made by hand: four of guest 100, one of guest 101.
+        for guest in [100, 100, 100, 100, 101] {
+            let mut req = pve::VzdumpRequest::new(pve::Vmid::new(guest).unwrap(), "local");
+            req.remove = Some(false);
+            let pve::VzdumpOutcome::Task(upid) = root.vzdump(&req).await.unwrap() else {
+                panic!("no vzdump task");
+            };
+            root.wait_task(&upid, pve::WaitOptions::new(Duration::from_secs(30)))
+                .await
+                .unwrap();
+        }
+
+        let older: Vec<String> = root
+            .storage_content("local", Some("backup"), Some(pve::Vmid::new(100).unwrap()))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.volid)
+            .collect();
+        assert_eq!(older.len(), 4);
+
         // POST /backup is queued, runs vzdump to the policy's target, and shows in the status.
         let (s, v) = api.call(Method::POST, "/backup", &t100, None).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
@@ -354,11 +375,41 @@ fn local_api_end_to_end_against_the_simulator() {
         assert_eq!(last["state"], "succeeded", "{last}");
         assert_eq!(last["op_id"], backup_op.as_str());
         assert!(last["last_success_at"].is_string());
+        // The backup counts once its vzdump is done; the op ends after its prune.
+        eventually("the backup op's prune", || {
+            let op = Journal::open_read_only(&state).ok()?.op(&backup_op).ok()??;
+            (op.state == journal::OpStatus::Succeeded).then_some(())
+        })
+        .await;
         let content = root
             .storage_content("local", Some("backup"), Some(pve::Vmid::new(100).unwrap()))
             .await
             .unwrap();
-        assert_eq!(content.len(), 1, "one vzdump archive of guest 100");
+        // Then the op pruned guest 100's backups on the target by the agent's retention for
+        // the daily keep_last=3 policy (keep-last=3,keep-daily=3: all are from today, so 3
+        // stay), in a `prunebackups` task of the agent's token; guest 101's are untouched.
+        assert_eq!(content.len(), 3, "{content:?}");
+        let other = root
+            .storage_content("local", Some("backup"), Some(pve::Vmid::new(101).unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(other.len(), 1, "another guest's backup was pruned");
+        let log = sim.control("GET", "/_sim/requests", None).await.unwrap();
+        let prune = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["method"] == "DELETE" && r["path"].as_str().unwrap().ends_with("/prunebackups")
+            })
+            .cloned()
+            .expect("a prunebackups DELETE");
+        assert_eq!(prune["params"]["prune-backups"], "keep-last=3,keep-daily=3", "{prune}");
+        assert_eq!(prune["params"]["vmid"], "100", "{prune}");
+        assert!(
+            content.iter().any(|c| !older.contains(&c.volid)),
+            "the new backup was pruned: {content:?}"
+        );
         let (_, v) = api.call(Method::GET, "/backup/due", &t100, None).await;
         assert_eq!(
             (v["due"].as_bool(), v["reason"].as_str()),
@@ -402,6 +453,7 @@ fn local_api_end_to_end_against_the_simulator() {
                 100,
                 reconcile::GuestOp::Backup {
                     storage: "local".into(),
+                    keep: None,
                 },
             )
             .unwrap();

@@ -114,6 +114,28 @@ pub struct BackupPolicy {
     pub keep_last: u32,
 }
 
+impl BackupPolicy {
+    /// What the agent prunes this guest's backups on the target down to after each backup:
+    /// the newest `keep_last`, and the newest of each of the last `keep_last` periods of the
+    /// schedule (hours, days, weeks). The period half is what keeps a compromised controller
+    /// from rotating pre-compromise backups out: however many backups it asks for (at most one
+    /// an hour), they share their periods, and older periods stay kept for `keep_last` of them.
+    /// `keep_last: 0` means keep everything (nothing is pruned).
+    pub fn retention(&self) -> pve::Retention {
+        let n = self.keep_last;
+        let mut keep = pve::Retention {
+            last: n,
+            ..pve::Retention::default()
+        };
+        match self.schedule {
+            Schedule::Hourly => keep.hourly = n,
+            Schedule::Daily | Schedule::DailyAt { .. } => keep.daily = n,
+            Schedule::Weekly => keep.weekly = n,
+        }
+        keep
+    }
+}
+
 /// pve-storage-id, as `PVE::JSONSchema::parse_storage_id` checks it:
 /// `^[a-z][a-z0-9\-_.]*[a-z0-9]$`, case-insensitive.
 fn storage_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -196,6 +218,40 @@ mod tests {
         ] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn retention_keeps_the_last_and_the_schedules_periods() {
+        let policy = |schedule, keep_last| BackupPolicy {
+            schedule,
+            target: "local".into(),
+            keep_last,
+        };
+        assert_eq!(
+            policy(Schedule::Daily, 7).retention().to_property(),
+            "keep-last=7,keep-daily=7"
+        );
+        assert_eq!(
+            policy(
+                Schedule::DailyAt {
+                    hour: 2,
+                    minute: 30
+                },
+                3
+            )
+            .retention()
+            .to_property(),
+            "keep-last=3,keep-daily=3"
+        );
+        assert_eq!(
+            policy(Schedule::Hourly, 48).retention().to_property(),
+            "keep-last=48,keep-hourly=48"
+        );
+        assert_eq!(
+            policy(Schedule::Weekly, 4).retention().to_property(),
+            "keep-last=4,keep-weekly=4"
+        );
+        assert!(policy(Schedule::Daily, 0).retention().is_empty());
     }
 
     #[test]
