@@ -5,79 +5,16 @@
 //! Each test puts the fake clock where the system's clock would give the other answer (years
 //! before or after today), so reading the real clock anywhere on these paths fails it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authz::ports::MemoryLedger;
-use authz::{Operators, Policy, SignedInput, VerifiedOp};
 use reconcile::desired::MAX_GENERATION;
 use reconcile::fakes::{adopt, FakeClock, FakeGuest, FakeProxmox, MemoryStore};
 use reconcile::{Clock, EngineConfig, EngineHandle, GuestOp, Ingest, JobResult, Origin};
-use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
+use serde_json::json;
 use time::macros::datetime;
-use time::OffsetDateTime;
 
-use crate::support::{ingest, TestEngine};
-
-/// One operator (`alice`, role `operator`) with an ed25519 key made from a fixed seed.
-struct Signer {
-    _dir: tempfile::TempDir,
-    key: PathBuf,
-    operators: Operators,
-}
-
-impl Signer {
-    fn new() -> Signer {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("alice");
-        let private =
-            ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]));
-        private
-            .write_openssh_file(&key, ssh_key::LineEnding::LF)
-            .unwrap();
-        let public = private.public_key().to_openssh().unwrap();
-        let file = json!({"operators": [
-            {"principal": "alice", "public_key": public, "roles": ["operator"]}]});
-        let operators = Operators::parse(&serde_json::to_vec(&file).unwrap()).unwrap();
-        Signer {
-            _dir: dir,
-            key,
-            operators,
-        }
-    }
-
-    /// `action` on `target`, issued at `issued` for `ttl`, signed and verified at `now`.
-    fn verified(
-        &self,
-        op_id: &str,
-        action: &str,
-        target: Value,
-        issued: OffsetDateTime,
-        ttl: Duration,
-        now: OffsetDateTime,
-    ) -> VerifiedOp {
-        let payload = serde_json::to_vec(&json!({
-            "v": 1, "op_id": op_id, "nonce": format!("nonce-{op_id}-0000000000"),
-            "issued_at": issued.format(&Rfc3339).unwrap(),
-            "expires_at": (issued + ttl).format(&Rfc3339).unwrap(),
-            "host_id": "host-1", "action": action, "target": target, "params": {}
-        }))
-        .unwrap();
-        let signature = authz::sign::sign_with_key_file(&self.key, &payload).unwrap();
-        authz::verify(
-            SignedInput::Parts {
-                payload: &payload,
-                signature: signature.as_bytes(),
-            },
-            &self.operators,
-            &Policy::new("host-1", now),
-            &mut MemoryLedger::default(),
-        )
-        .expect("verified")
-    }
-}
+use crate::support::{ingest, Signer, TestEngine};
 
 /// A fake node and an engine sharing `clock`, guest 101 running and managed.
 fn setup(clock: &FakeClock) -> (FakeProxmox, MemoryStore, TestEngine) {
