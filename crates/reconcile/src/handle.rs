@@ -232,7 +232,8 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
         )
     }
 
-    /// Uses this wall clock (op ids, journal times) instead of the system's.
+    /// Uses this wall clock (op ids, journal times) instead of the system's; for a
+    /// [`EngineHandle::standalone`] handle (one from `Engine::handle` has the engine's clock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.exec.clock = clock;
         self
