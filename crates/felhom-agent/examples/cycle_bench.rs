@@ -7,8 +7,9 @@
 //! `cargo run --release -p felhom-agent --example cycle_bench [-- K]` (the engine on the agent's
 //! real ports: the Proxmox client and the journal).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use felhom_agent::journal_handle::JournalHandle;
 use felhom_agent::journal_port::JournalStore;
 use felhom_agent::pve_port::PveProxmox;
 use std::time::{Duration, Instant};
@@ -51,7 +52,7 @@ fn main() -> anyhow::Result<()> {
         let px = Arc::new(PveProxmox::new(sim.client(false)?, token_user));
         let (mut engine, _status) = Engine::new(
             px,
-            Arc::new(JournalStore::new(Arc::new(Mutex::new(journal)))),
+            Arc::new(JournalStore::new(JournalHandle::new(journal))),
             EngineConfig::default(),
         )?;
         // The seeded guests: even index running, hostname ct<vmid>; desire exactly that.

@@ -1,33 +1,25 @@
-//! The reconcile engine's [`reconcile::Store`] port on the agent's journal: each call locks the
-//! shared connection and runs one journal transaction; a journal error becomes the port's
-//! [`StoreError`] with what was being done.
-
-use std::sync::{Arc, Mutex, MutexGuard};
+//! The reconcile engine's [`reconcile::Store`] port on the agent's journal: each call runs one
+//! journal transaction through the [`JournalHandle`] (off the async workers); a journal error
+//! becomes the port's [`StoreError`] with what was being done.
 
 use journal::{
-    DesiredStateRecord, GuestRecord, Journal, JournalError, NewAuditEntry, NewDesiredState, NewOp,
-    OpRecord, OpState, OpStatus, StepStatus,
+    DesiredStateRecord, GuestRecord, JournalError, NewAuditEntry, NewDesiredState, NewOp, OpRecord,
+    OpState, OpStatus, StepStatus,
 };
 use reconcile::{Store, StoreError};
 
-/// The journal as the engine's store. Cheap to clone; every clone shares the connection.
-#[derive(Clone)]
+use crate::journal_handle::JournalHandle;
+
+/// The journal as the engine's store. Cheap to clone; every clone reaches the same connection.
+#[derive(Clone, Debug)]
 pub struct JournalStore {
-    journal: Arc<Mutex<Journal>>,
+    journal: JournalHandle,
 }
 
 impl JournalStore {
-    /// The store over a shared journal connection.
-    pub fn new(journal: Arc<Mutex<Journal>>) -> Self {
+    /// The store over the agent's journal.
+    pub fn new(journal: JournalHandle) -> Self {
         JournalStore { journal }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Journal> {
-        // Every write is one transaction, so a panic while the lock was held cannot have left
-        // SQLite half-written: the journal stays usable.
-        self.journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -37,8 +29,8 @@ fn err(what: &'static str) -> impl FnOnce(JournalError) -> StoreError {
 
 impl Store for JournalStore {
     fn latest_desired(&self) -> Result<Option<DesiredStateRecord>, StoreError> {
-        self.lock()
-            .latest_desired_state()
+        self.journal
+            .with(|j| j.latest_desired_state())
             .map_err(err("reading the desired state"))
     }
     fn accept_desired(
@@ -46,8 +38,8 @@ impl Store for JournalStore {
         state: &NewDesiredState,
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .accept_desired_state(state, audit)
+        self.journal
+            .with(|j| j.accept_desired_state(state, audit))
             .map_err(err("accepting a desired state"))
     }
     fn accept_desired_after_reset(
@@ -56,8 +48,8 @@ impl Store for JournalStore {
         now: i64,
         audit: &NewAuditEntry,
     ) -> Result<Option<String>, StoreError> {
-        self.lock()
-            .accept_desired_state_after_reset(state, now, audit)
+        self.journal
+            .with(|j| j.accept_desired_state_after_reset(state, now, audit))
             .map_err(err("accepting a desired state after a reset"))
     }
     fn arm_desired_reset(
@@ -68,8 +60,8 @@ impl Store for JournalStore {
         until: i64,
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .arm_desired_reset(op_id, signer, at, until, audit)
+        self.journal
+            .with(|j| j.arm_desired_reset(op_id, signer, at, until, audit))
             .map_err(err("arming a desired-state reset"))
     }
     fn adopt_guest(
@@ -80,8 +72,8 @@ impl Store for JournalStore {
         at: i64,
         audit: &NewAuditEntry,
     ) -> Result<bool, StoreError> {
-        self.lock()
-            .adopt_guest(vmid, op_id, identity, at, audit)
+        self.journal
+            .with(|j| j.adopt_guest(vmid, op_id, identity, at, audit))
             .map_err(err("adopting a guest"))
     }
     fn set_guest_identity(
@@ -91,27 +83,29 @@ impl Store for JournalStore {
         since: i64,
         at: i64,
     ) -> Result<bool, StoreError> {
-        self.lock()
-            .set_guest_identity(vmid, identity, since, at)
+        self.journal
+            .with(|j| j.set_guest_identity(vmid, identity, since, at))
             .map_err(err("recording a guest's identity"))
     }
     fn audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
-        self.lock()
-            .append_audit(entry)
+        self.journal
+            .with(|j| j.append_audit(entry))
             .map(drop)
             .map_err(err("appending to the audit log"))
     }
     fn guests(&self) -> Result<Vec<GuestRecord>, StoreError> {
-        self.lock().guests().map_err(err("reading provenance"))
+        self.journal
+            .with(|j| j.guests())
+            .map_err(err("reading provenance"))
     }
     fn release_guest(&self, vmid: u32, at: i64, audit: &NewAuditEntry) -> Result<(), StoreError> {
-        self.lock()
-            .release_guest(vmid, at, audit)
+        self.journal
+            .with(|j| j.release_guest(vmid, at, audit))
             .map_err(err("releasing a guest"))
     }
     fn insert_op(&self, op: &NewOp, audit: &NewAuditEntry) -> Result<bool, StoreError> {
-        self.lock()
-            .insert_op(op, audit)
+        self.journal
+            .with(|j| j.insert_op(op, audit))
             .map_err(err("recording an op"))
     }
     fn insert_op_unless_open(
@@ -120,8 +114,8 @@ impl Store for JournalStore {
         exclusive_step: &str,
         audit: &NewAuditEntry,
     ) -> Result<Result<(), String>, StoreError> {
-        self.lock()
-            .insert_op_unless_open(op, exclusive_step, audit)
+        self.journal
+            .with(|j| j.insert_op_unless_open(op, exclusive_step, audit))
             .map_err(err("recording an op"))
     }
     fn step_intent(
@@ -131,8 +125,8 @@ impl Store for JournalStore {
         at: i64,
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .step_intent(op_id, idx, at, audit)
+        self.journal
+            .with(|j| j.step_intent(op_id, idx, at, audit))
             .map_err(err("recording a step's intent"))
     }
     fn step_posted(
@@ -142,8 +136,8 @@ impl Store for JournalStore {
         upid: Option<&str>,
         at: i64,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .step_posted(op_id, idx, upid, at)
+        self.journal
+            .with(|j| j.step_posted(op_id, idx, upid, at))
             .map_err(err("recording a step's task"))
     }
     fn step_finished(
@@ -155,8 +149,8 @@ impl Store for JournalStore {
         at: i64,
         audit: Option<&NewAuditEntry>,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .step_finished(op_id, idx, state, exitstatus, at, audit)
+        self.journal
+            .with(|j| j.step_finished(op_id, idx, state, exitstatus, at, audit))
             .map_err(err("recording a step's end"))
     }
     fn finish_op(
@@ -167,18 +161,18 @@ impl Store for JournalStore {
         at: i64,
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .finish_op(op_id, state, error, at, audit)
+        self.journal
+            .with(|j| j.finish_op(op_id, state, error, at, audit))
             .map_err(err("finishing an op"))
     }
     fn unfinished_ops(&self) -> Result<Vec<OpRecord>, StoreError> {
-        self.lock()
-            .unfinished_ops()
+        self.journal
+            .with(|j| j.unfinished_ops())
             .map_err(err("reading unfinished ops"))
     }
     fn pending_ops(&self) -> Result<Vec<OpRecord>, StoreError> {
-        self.lock()
-            .pending_ops()
+        self.journal
+            .with(|j| j.pending_ops())
             .map_err(err("reading pending ops"))
     }
     fn set_signed_op_state(
@@ -188,8 +182,8 @@ impl Store for JournalStore {
         outcome: Option<&str>,
         at: i64,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .set_signed_op_state(op_id, state, outcome, at)
+        self.journal
+            .with(|j| j.set_signed_op_state(op_id, state, outcome, at))
             .map_err(err("recording a signed op's outcome"))
     }
 }

@@ -1,8 +1,9 @@
 //! felhom-agent: the privileged host agent for Proxmox VE (DESIGN.md §1). This crate is the
 //! glue around the library crates: the command line ([`cli`]), the configuration ([`config`],
 //! start reading there), logging ([`logging`]), the daemon's wiring ([`daemon`]: engine, hub
-//! link, local sources, SMART, liveness), the reconcile engine's ports on the journal and the
-//! Proxmox client ([`journal_port`], [`pve_port`]), systemd notification ([`systemd`]) and,
+//! link, local sources, SMART, liveness), the journal's one owner ([`journal_handle`]: its
+//! blocking work runs off the async workers), the reconcile engine's ports on the journal and
+//! the Proxmox client ([`journal_port`], [`pve_port`]), systemd notification ([`systemd`]) and,
 //! with the `demo` feature (on by default, off in the Debian package), the demo. It never posts
 //! a guest mutation of its own: the reconcile executor does, through `pve_port`. It
 //! runs no root command itself; `privileged` does. Secrets are
@@ -13,6 +14,7 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod journal_handle;
 pub mod journal_port;
 pub mod ledger;
 pub mod localapi_audit;

@@ -19,7 +19,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -33,6 +33,7 @@ use pve::{SnapshotName, Vmid};
 use reconcile::{GuestOp, OpFailure, OpTicket, Origin, SubmitError};
 
 use crate::config::Config;
+use crate::journal_handle::JournalHandle;
 
 pub use crate::localapi_audit::{JournalAudit, AUDIT_KIND};
 /// `Retry-After` when the guest's queue is full or the guest is locked.
@@ -55,14 +56,6 @@ fn now() -> i64 {
     unix(SystemTime::now())
 }
 
-fn lock(journal: &Mutex<Journal>) -> MutexGuard<'_, Journal> {
-    // A panic while holding the lock cannot leave SQLite half-written (every write is one
-    // transaction), so the journal stays usable.
-    journal
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn tokens_err(what: &str, source: JournalError) -> PortError {
     PortError::with_source("tokens", what, source)
 }
@@ -73,13 +66,13 @@ fn tokens_err(what: &str, source: JournalError) -> PortError {
 /// [`TokenStore`] on the journal. `actor` names who mints and revokes in the audit log
 /// (`cli` for the command line, `agent` for the daemon's own revocations).
 pub struct JournalTokens {
-    journal: Arc<Mutex<Journal>>,
+    journal: JournalHandle,
     actor: &'static str,
 }
 
 impl JournalTokens {
     /// A store over `journal`, auditing its changes as `actor`.
-    pub fn new(journal: Arc<Mutex<Journal>>, actor: &'static str) -> Self {
+    pub fn new(journal: JournalHandle, actor: &'static str) -> Self {
         JournalTokens { journal, actor }
     }
 }
@@ -118,32 +111,34 @@ impl TokenStore for JournalTokens {
             .action("token.mint")
             .vmid(row.vmid)
             .detail(format!("token id {}", row.id));
-        lock(&self.journal)
-            .insert_local_api_token(&row, &audit)
+        self.journal
+            .with(|j| j.insert_local_api_token(&row, &audit))
             .map_err(|e| tokens_err("storing a token", e))
     }
 
     fn lookup(&self, id: TokenId) -> Result<Option<TokenRecord>, PortError> {
-        let row = lock(&self.journal)
-            .local_api_token(&id.to_string())
+        let row = self
+            .journal
+            .with(|j| j.local_api_token(&id.to_string()))
             .map_err(|e| tokens_err("reading a token", e))?;
         row.map(record_of).transpose()
     }
 
     fn revoke(&self, id: TokenId, at: SystemTime) -> Result<bool, PortError> {
-        let mut journal = lock(&self.journal);
-        let vmid = journal
-            .local_api_token(&id.to_string())
-            .map_err(|e| tokens_err("reading a token", e))?
-            .map(|t| t.vmid);
-        let audit = NewAuditEntry::new(now(), AUDIT_KIND, "ok")
-            .actor(self.actor)
-            .action("token.revoke")
-            .vmid(vmid)
-            .detail(format!("token id {id}"));
-        journal
-            .revoke_local_api_token(&id.to_string(), unix(at), &audit)
-            .map_err(|e| tokens_err("revoking a token", e))
+        self.journal.with(|journal| {
+            let vmid = journal
+                .local_api_token(&id.to_string())
+                .map_err(|e| tokens_err("reading a token", e))?
+                .map(|t| t.vmid);
+            let audit = NewAuditEntry::new(now(), AUDIT_KIND, "ok")
+                .actor(self.actor)
+                .action("token.revoke")
+                .vmid(vmid)
+                .detail(format!("token id {id}"));
+            journal
+                .revoke_local_api_token(&id.to_string(), unix(at), &audit)
+                .map_err(|e| tokens_err("revoking a token", e))
+        })
     }
 
     fn revoke_all(&self, vmid: Vmid, at: SystemTime) -> Result<usize, PortError> {
@@ -151,14 +146,15 @@ impl TokenStore for JournalTokens {
             .actor(self.actor)
             .action("token.revoke_guest")
             .vmid(vmid.get());
-        lock(&self.journal)
-            .revoke_local_api_tokens_of(vmid.get(), unix(at), &audit)
+        self.journal
+            .with(|j| j.revoke_local_api_tokens_of(vmid.get(), unix(at), &audit))
             .map_err(|e| tokens_err("revoking a guest's tokens", e))
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, PortError> {
-        let rows = lock(&self.journal)
-            .local_api_tokens()
+        let rows = self
+            .journal
+            .with(|j| j.local_api_tokens())
             .map_err(|e| tokens_err("listing tokens", e))?;
         rows.into_iter().map(record_of).collect()
     }
@@ -172,7 +168,7 @@ pub type AgentHandle =
     reconcile::EngineHandle<crate::pve_port::PveProxmox, crate::journal_port::JournalStore>;
 
 struct Shared {
-    journal: Arc<Mutex<Journal>>,
+    journal: JournalHandle,
     handle: AgentHandle,
     /// For reads only (guest status, snapshot names); every mutation goes through `handle`.
     client: pve::Client,
@@ -183,17 +179,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn journal(&self) -> MutexGuard<'_, Journal> {
-        lock(&self.journal)
-    }
-
     /// The `backup` section of the last accepted desired state (re-parsed when the generation
     /// changes).
     fn backup_section(&self) -> Result<Option<Arc<BackupSection>>, PortError> {
         let err = |what: &str, e: JournalError| PortError::with_source("guests", what, e);
         let generation = self
-            .journal()
-            .latest_desired_generation()
+            .journal
+            .with(|j| j.latest_desired_generation())
             .map_err(|e| err("reading the desired generation", e))?;
         let Some(generation) = generation else {
             return Ok(None);
@@ -205,8 +197,8 @@ impl Shared {
             }
         }
         let record = self
-            .journal()
-            .latest_desired_state()
+            .journal
+            .with(|j| j.latest_desired_state())
             .map_err(|e| err("reading the desired state", e))?;
         let Some(record) = record else {
             return Ok(None);
@@ -233,8 +225,8 @@ impl Shared {
     /// say.
     fn local_snapshots(&self, vmid: Vmid) -> Result<Vec<String>, PortError> {
         let ops = self
-            .journal()
-            .snapshot_ops(vmid.get())
+            .journal
+            .with(|j| j.snapshot_ops(vmid.get()))
             .map_err(|e| PortError::with_source("ops", "reading the guest's snapshot ops", e))?;
         // name -> (made through the local API, when); later ops overwrite earlier ones.
         let mut latest: std::collections::HashMap<String, (bool, i64)> = Default::default();
@@ -275,15 +267,14 @@ impl Shared {
     /// the target with backups. An open backup is left to the submission's conflict answer.
     fn backup_spacing(&self, vmid: Vmid, policy: &BackupPolicy) -> Result<(), OpError> {
         let err = |e| PortError::with_source("guests", "reading backups", e);
-        let journal = self.journal();
-        let open = journal
-            .latest_op_with_step(vmid.get(), BACKUP_STEP)
-            .map_err(err)?
-            .is_some_and(|op| !op.state.is_final());
-        let last = journal
-            .last_step_done(vmid.get(), BACKUP_STEP)
-            .map_err(err)?;
-        drop(journal);
+        let (open, last) = self.journal.with(|j| {
+            let open = j
+                .latest_op_with_step(vmid.get(), BACKUP_STEP)
+                .map_err(err)?
+                .is_some_and(|op| !op.state.is_final());
+            let last = j.last_step_done(vmid.get(), BACKUP_STEP).map_err(err)?;
+            Ok::<_, OpError>((open, last))
+        })?;
         let (Some(last), false) = (last, open) else {
             return Ok(());
         };
@@ -478,8 +469,8 @@ impl GuestView for GuestFacts {
             // `false` revokes the caller's tokens, so it is answered only when certain: the
             // journal says the guest is not managed, or Proxmox says it does not exist.
             let managed = shared
-                .journal()
-                .guests()
+                .journal
+                .with(|j| j.guests())
                 .map_err(|e| PortError::with_source("guests", "reading provenance", e))?
                 .iter()
                 .any(|g| g.vmid == vmid.get() && g.managed);
@@ -511,14 +502,13 @@ impl GuestView for GuestFacts {
     fn backup_status(&self, vmid: Vmid) -> PortFuture<'_, Result<BackupStatus, PortError>> {
         Box::pin(async move {
             let err = |e| PortError::with_source("guests", "reading backups", e);
-            let journal = self.shared.journal();
-            let latest = journal
-                .latest_op_with_step(vmid.get(), BACKUP_STEP)
-                .map_err(err)?;
-            let last_success = journal
-                .last_step_done(vmid.get(), BACKUP_STEP)
-                .map_err(err)?;
-            Ok(backup_status_of(latest, last_success))
+            self.shared.journal.with(|j| {
+                let latest = j
+                    .latest_op_with_step(vmid.get(), BACKUP_STEP)
+                    .map_err(err)?;
+                let last_success = j.last_step_done(vmid.get(), BACKUP_STEP).map_err(err)?;
+                Ok(backup_status_of(latest, last_success))
+            })
         })
     }
 
@@ -574,7 +564,7 @@ fn backup_status_of(latest: Option<OpRecord>, last_success: Option<i64>) -> Back
 /// The ports over the agent's journal, the engine handle and the Proxmox client (reads).
 pub fn ports(
     state_dir: &Path,
-    journal: Arc<Mutex<Journal>>,
+    journal: JournalHandle,
     handle: AgentHandle,
     client: pve::Client,
 ) -> anyhow::Result<Ports> {
@@ -606,7 +596,7 @@ pub fn ports(
 /// the engine's recovery, like every other op.
 pub async fn start(
     config: &Config,
-    journal: Arc<Mutex<Journal>>,
+    journal: JournalHandle,
     handle: AgentHandle,
     client: pve::Client,
 ) -> anyhow::Result<Option<localapi::Running>> {
@@ -626,7 +616,7 @@ pub async fn start_with(
     listen: &[SocketAddr],
     state_dir: &Path,
     limits: Limits,
-    journal: Arc<Mutex<Journal>>,
+    journal: JournalHandle,
     handle: AgentHandle,
     client: pve::Client,
 ) -> anyhow::Result<Option<localapi::Running>> {

@@ -22,11 +22,11 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::actual::{Actual, ConfigCache};
 use crate::desired::{self, Acceptance, DesiredState};
-use crate::exec::{agent_entry, now, ExecError, Executor, OpSpec};
+use crate::exec::{ExecError, Executor, OpSpec};
 use crate::handle::EngineHandle;
 use crate::jobs::{self, JobOutcome};
 use crate::plan::{Note, Step};
-use crate::ports::{Proxmox, ProxmoxError, Store};
+use crate::ports::{Clock, Proxmox, ProxmoxError, Store, SystemClock};
 use crate::preview::{self, ClassifiedOp, Verdict};
 use crate::queue::{GuestQueues, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};
 use crate::recover::{self, GuestRecovery, Recovering};
@@ -230,13 +230,24 @@ pub struct Engine<P, S> {
 }
 
 impl<P: Proxmox, S: Store> Engine<P, S> {
-    /// An engine; loads the last accepted desired state from the store.
+    /// An engine on the system clock; loads the last accepted desired state from the store.
     pub fn new(
         px: Arc<P>,
         store: Arc<S>,
         config: EngineConfig,
     ) -> Result<(Self, watch::Receiver<EngineStatus>), EngineError> {
-        let exec = Executor::new(px, store);
+        Engine::with_clock(px, store, config, Arc::new(SystemClock))
+    }
+
+    /// An engine on this wall clock (journal times, signed-op expiry, `desired.reset`
+    /// windows, op ids); loads the last accepted desired state from the store.
+    pub fn with_clock(
+        px: Arc<P>,
+        store: Arc<S>,
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, watch::Receiver<EngineStatus>), EngineError> {
+        let exec = Executor::with_clock(px, store, clock);
         let stored = exec
             .with_store(|s| s.latest_desired())
             .map_err(EngineError::Journal)?;
@@ -299,8 +310,8 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 Acceptance::Older { current } => {
                     // A signed `desired.reset` lets one lower generation in (a poisoned hub's
                     // recovery); without one it is ignored.
-                    let record = Self::record_of(&doc, input);
-                    let entry = agent_entry("desired", "accepted")
+                    let record = self.record_of(&doc, input);
+                    let entry = self.exec.agent_entry("desired", "accepted")
                         .action("accept")
                         .reason("desired-reset")
                         .detail(format!(
@@ -309,7 +320,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                         ));
                     let reset = self
                         .exec
-                        .with_store(|s| s.accept_desired_after_reset(&record, now(), &entry))
+                        .with_store(|s| s.accept_desired_after_reset(&record, self.exec.now(), &entry))
                         .map_err(EngineError::Journal)?;
                     match reset {
                         Some(op_id) => {
@@ -333,8 +344,8 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                     for section in &doc.ignored_sections {
                         warn!(section = %section, "desired state section not supported yet, ignored");
                     }
-                    let record = Self::record_of(&doc, input);
-                    let entry = agent_entry("desired", "accepted").action("accept").detail(format!("generation {} sha256 {} from {}", doc.generation, doc.sha256, input.source));
+                    let record = self.record_of(&doc, input);
+                    let entry = self.exec.agent_entry("desired", "accepted").action("accept").detail(format!("generation {} sha256 {} from {}", doc.generation, doc.sha256, input.source));
                     self.exec
                         .with_store(|s| s.accept_desired(&record, &entry))
                         .map_err(EngineError::Journal)?;
@@ -348,7 +359,9 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 generation,
                 current,
             } => {
-                let entry = agent_entry("desired", "ignored")
+                let entry = self
+                    .exec
+                    .agent_entry("desired", "ignored")
                     .action("accept")
                     .reason("older-generation")
                     .detail(format!(
@@ -365,7 +378,9 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 });
             }
             Ingest::Rejected { reason } => {
-                let entry = agent_entry("desired", "rejected")
+                let entry = self
+                    .exec
+                    .agent_entry("desired", "rejected")
                     .action("accept")
                     .reason("invalid")
                     .detail(format!("{reason} (from {})", input.source));
@@ -385,13 +400,13 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
         Ok(result)
     }
 
-    fn record_of(doc: &DesiredState, input: &DesiredInput) -> NewDesiredState {
+    fn record_of(&self, doc: &DesiredState, input: &DesiredInput) -> NewDesiredState {
         NewDesiredState {
             generation: doc.generation,
             sha256: doc.sha256.clone(),
             body: doc.canonical.clone(),
             source: input.source.clone(),
-            accepted_at: now(),
+            accepted_at: self.exec.now(),
         }
     }
 
@@ -573,7 +588,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             }
             self.op_seq += 1;
             let spec = OpSpec {
-                op_id: format!("rc-{}-{}-{}", op.vmid, now(), self.op_seq),
+                op_id: format!("rc-{}-{}-{}", op.vmid, self.exec.now(), self.op_seq),
                 kind: OpKind::Reconcile,
                 vmid: op.vmid,
                 generation,
@@ -617,7 +632,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             };
             self.op_seq += 1;
             let spec = OpSpec {
-                op_id: format!("rc-{vmid}-{}-{}", now(), self.op_seq),
+                op_id: format!("rc-{vmid}-{}-{}", self.exec.now(), self.op_seq),
                 kind: OpKind::Reconcile,
                 vmid,
                 generation,
@@ -632,7 +647,7 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             jobs.spawn(async move {
                 let result = match queues.run(vmid, exec.run(&spec)).await {
                     Ok(Ok(())) => exec
-                        .with_store(|s| s.set_guest_identity(vmid, &identity, since, now()))
+                        .with_store(|s| s.set_guest_identity(vmid, &identity, since, exec.now()))
                         .map(drop)
                         .map_err(|e| crate::error_chain(&e)),
                     Ok(Err(e)) => Err(crate::error_chain(&e)),
@@ -755,9 +770,11 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
                 kind: step.step.clone(),
                 params: "{}".into(),
             }],
-            at: now(),
+            at: self.exec.now(),
         };
-        let entry = agent_entry("reconcile", "pending_signature")
+        let entry = self
+            .exec
+            .agent_entry("reconcile", "pending_signature")
             .action(&step.step)
             .vmid(step.vmid)
             .op_id(&op.op_id)
@@ -800,14 +817,22 @@ impl<P: Proxmox, S: Store> Engine<P, S> {
             } else {
                 ("no-longer-needed", "no longer planned")
             };
-            let entry = agent_entry("reconcile", "abandoned")
+            let entry = self
+                .exec
+                .agent_entry("reconcile", "abandoned")
                 .action("op")
                 .vmid(op.vmid)
                 .op_id(&op.op_id)
                 .reason(reason);
             self.exec
                 .with_store(|s| {
-                    s.finish_op(&op.op_id, OpStatus::Abandoned, Some(detail), now(), &entry)
+                    s.finish_op(
+                        &op.op_id,
+                        OpStatus::Abandoned,
+                        Some(detail),
+                        self.exec.now(),
+                        &entry,
+                    )
                 })
                 .map_err(EngineError::Journal)?;
         }

@@ -15,12 +15,7 @@ use tracing::{info, warn};
 use crate::crash;
 use crate::gate::DestroyAuthority;
 use crate::plan::Step;
-use crate::ports::{Posted, Proxmox, ProxmoxError, Store, StoreError, TaskEnd};
-
-/// Unix seconds now.
-pub(crate) fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+use crate::ports::{Clock, Posted, Proxmox, ProxmoxError, Store, StoreError, SystemClock, TaskEnd};
 
 /// Prefixes of the op ids the agent makes itself: reconcile (`rc-`), pending signatures
 /// (`pending-`), the engine handle's origins (`la-` local API, `st-` selftest). A signed op's
@@ -30,12 +25,6 @@ pub const INTERNAL_OP_ID_PREFIXES: &[&str] = &["rc-", "pending-", "la-", "st-"];
 /// Whether `op_id` is in the agent's own namespace ([`INTERNAL_OP_ID_PREFIXES`]).
 pub fn is_internal_op_id(op_id: &str) -> bool {
     INTERNAL_OP_ID_PREFIXES.iter().any(|p| op_id.starts_with(p))
-}
-
-/// An entry the agent writes on its own account, stamped now; the rest is named with the
-/// journal's builder.
-pub(crate) fn agent_entry(kind: &str, outcome: &str) -> NewAuditEntry {
-    NewAuditEntry::new(now(), kind, outcome).actor("agent")
 }
 
 /// Why an op did not succeed.
@@ -122,6 +111,9 @@ pub struct OpSpec {
 pub struct Executor<P, S> {
     pub(crate) px: Arc<P>,
     pub(crate) store: Arc<S>,
+    // A trait object, not a third type parameter: it is read a few times per op, and every
+    // type that carries an executor (engine, handle) would otherwise carry it too.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl<P, S> Clone for Executor<P, S> {
@@ -129,14 +121,33 @@ impl<P, S> Clone for Executor<P, S> {
         Executor {
             px: self.px.clone(),
             store: self.store.clone(),
+            clock: self.clock.clone(),
         }
     }
 }
 
+impl<P, S> Executor<P, S> {
+    /// Unix seconds now, on the injected clock.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    /// An entry the agent writes on its own account, stamped now; the rest is named with the
+    /// journal's builder.
+    pub(crate) fn agent_entry(&self, kind: &str, outcome: &str) -> NewAuditEntry {
+        NewAuditEntry::new(self.now(), kind, outcome).actor("agent")
+    }
+}
+
 impl<P: Proxmox, S: Store> Executor<P, S> {
-    /// An executor over these ports.
+    /// An executor over these ports, on the system clock.
     pub fn new(px: Arc<P>, store: Arc<S>) -> Self {
-        Executor { px, store }
+        Executor::with_clock(px, store, Arc::new(SystemClock))
+    }
+
+    /// An executor over these ports and this wall clock.
+    pub fn with_clock(px: Arc<P>, store: Arc<S>, clock: Arc<dyn Clock>) -> Self {
+        Executor { px, store, clock }
     }
 
     /// Runs a journal write whose failure cannot change an outcome already decided (the op
@@ -163,7 +174,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
     }
 
     /// The journal form of `spec` (state `planned`, its steps `planned`).
-    pub(crate) fn new_op(spec: &OpSpec) -> NewOp {
+    pub(crate) fn new_op(&self, spec: &OpSpec) -> NewOp {
         NewOp {
             op_id: spec.op_id.clone(),
             kind: spec.kind,
@@ -178,19 +189,19 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                     params: s.params_json(),
                 })
                 .collect(),
-            at: now(),
+            at: self.now(),
         }
     }
 
     /// The audit entry of a newly recorded op.
-    pub(crate) fn planned_audit(spec: &OpSpec) -> NewAuditEntry {
+    pub(crate) fn planned_audit(&self, spec: &OpSpec) -> NewAuditEntry {
         let detail = spec
             .steps
             .iter()
             .map(Step::describe)
             .collect::<Vec<_>>()
             .join(" -> ");
-        agent_entry(spec.kind.as_str(), "planned")
+        self.agent_entry(spec.kind.as_str(), "planned")
             .action("op")
             .vmid(spec.vmid)
             .op_id(&spec.op_id)
@@ -199,7 +210,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
 
     /// Records the op as planned (before anything runs).
     pub(crate) fn record(&self, spec: &OpSpec) -> Result<(), ExecError> {
-        let (new, entry) = (Self::new_op(spec), Self::planned_audit(spec));
+        let (new, entry) = (self.new_op(spec), self.planned_audit(spec));
         let inserted = self
             .with_store(|s| s.insert_op(&new, &entry))
             .map_err(|source| ExecError::Journal {
@@ -242,8 +253,9 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 &spec.op_id,
                 OpStatus::Succeeded,
                 None,
-                now(),
-                &agent_entry(kind_word, "succeeded")
+                self.now(),
+                &self
+                    .agent_entry(kind_word, "succeeded")
                     .action("op")
                     .vmid(spec.vmid)
                     .op_id(&spec.op_id),
@@ -311,7 +323,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         op_id: Option<&str>,
     ) -> Result<(), StoreError> {
         warn!(vmid, why, "managed guest released");
-        let mut entry = agent_entry("guest", "released")
+        let mut entry = self.agent_entry("guest", "released")
             .action("release")
             .vmid(vmid)
             .reason(why)
@@ -324,7 +336,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         if let Some(op_id) = op_id {
             entry = entry.op_id(op_id);
         }
-        self.with_store(|s| s.release_guest(vmid, now(), &entry))
+        self.with_store(|s| s.release_guest(vmid, self.now(), &entry))
     }
 
     /// Records an op that failed its checks before any step started (nothing was posted).
@@ -335,8 +347,9 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 &spec.op_id,
                 OpStatus::Failed,
                 Some(reason),
-                now(),
-                &agent_entry(spec.kind.as_str(), "failed")
+                self.now(),
+                &self
+                    .agent_entry(spec.kind.as_str(), "failed")
                     .action("op")
                     .vmid(spec.vmid)
                     .op_id(&spec.op_id)
@@ -356,8 +369,9 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 &spec.op_id,
                 OpStatus::Failed,
                 Some(&message),
-                now(),
-                &agent_entry(spec.kind.as_str(), "failed")
+                self.now(),
+                &self
+                    .agent_entry(spec.kind.as_str(), "failed")
                     .action("op")
                     .vmid(spec.vmid)
                     .op_id(&spec.op_id)
@@ -383,7 +397,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 idx,
                 StepStatus::Failed,
                 Some(&crate::error_chain(&source)),
-                now(),
+                self.now(),
                 None,
             )
         });
@@ -455,8 +469,9 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             s.step_intent(
                 op_id,
                 idx,
-                now(),
-                &agent_entry(kind_word, "started")
+                self.now(),
+                &self
+                    .agent_entry(kind_word, "started")
                     .action(step.kind())
                     .vmid(vmid)
                     .op_id(op_id)
@@ -465,7 +480,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         })
         .map_err(journal_err)?;
         crash::point("after-intent");
-        let intent_at = now();
+        let intent_at = self.now();
         let posted = match step {
             Step::Start => self.px.start(vmid).await,
             Step::Shutdown => self.px.shutdown(vmid).await,
@@ -491,7 +506,14 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             Err(err) if err.never_ran() => {
                 let text = crate::error_chain(&err);
                 self.with_store(|s| {
-                    s.step_finished(op_id, idx, StepStatus::Failed, Some(&text), now(), None)
+                    s.step_finished(
+                        op_id,
+                        idx,
+                        StepStatus::Failed,
+                        Some(&text),
+                        self.now(),
+                        None,
+                    )
                 })
                 .map_err(journal_err)?;
                 return Err(ExecError::Proxmox {
@@ -517,7 +539,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                                 idx,
                                 StepStatus::Failed,
                                 Some(&text),
-                                now(),
+                                self.now(),
                                 None,
                             )
                         })
@@ -537,7 +559,7 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             Posted::Sync => None,
             Posted::Task(u) => Some(u),
         };
-        self.with_store(|s| s.step_posted(op_id, idx, upid.map(Upid::as_str), now()))
+        self.with_store(|s| s.step_posted(op_id, idx, upid.map(Upid::as_str), self.now()))
             .map_err(journal_err)?;
         let end = match upid {
             None => TaskEnd::Ok("OK".to_owned()),
@@ -615,9 +637,10 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                 idx,
                 state,
                 Some(exit),
-                now(),
+                self.now(),
                 Some(
-                    &agent_entry(kind.as_str(), outcome)
+                    &self
+                        .agent_entry(kind.as_str(), outcome)
                         .action(step)
                         .vmid(vmid)
                         .op_id(op_id)

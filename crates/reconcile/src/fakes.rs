@@ -1,4 +1,4 @@
-//! Stateful fakes of the engine's two ports (feature `fakes`), for the engine's own tests and
+//! Stateful fakes of the engine's ports (feature `fakes`), for the engine's own tests and
 //! for any crate that drives the engine without a simulator process.
 //!
 //! [`FakeProxmox`] is a small node: guests with a power state, a lock, an allowlisted config
@@ -13,6 +13,10 @@
 //! [`MemoryStore`] keeps the journal's records in memory with the journal's rules (an op id is
 //! recorded once, an intent needs a planned step, `succeeded` needs every step done, a newer
 //! generation only) and can fail its next write ([`MemoryStore::fail_next_write`]).
+//!
+//! [`FakeClock`] is a wall clock that starts where a test puts it and follows Tokio's clock
+//! from there (paused time moves it too), and can jump. Hand the same one to the engine and to
+//! [`FakeProxmox::with_clock`], so the fake's task start times and the journal agree.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,8 +31,8 @@ use tokio::time::Instant;
 
 use crate::gate::DestroyAuthority;
 use crate::ports::{
-    Condition, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store,
-    StoreError, TaskEnd,
+    Clock, Condition, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store,
+    StoreError, SystemClock, TaskEnd,
 };
 
 /// The token user the fake's tasks run as (what recovery filters the task list by).
@@ -36,8 +40,73 @@ pub const FAKE_USER: &str = "felhom-agent@pve!agent";
 /// The fake node's name.
 pub const FAKE_NODE: &str = "fake";
 
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+// ---------------------------------------------------------------------------------------------
+// Clock
+
+/// A wall clock for tests (see the module docs). Cheap to clone; clones share the time.
+#[derive(Debug, Clone)]
+pub struct FakeClock {
+    inner: Arc<Mutex<FakeTime>>,
+}
+
+#[derive(Debug)]
+struct FakeTime {
+    /// The wall time at `origin`.
+    start: time::OffsetDateTime,
+    /// Tokio's time when `start` was set.
+    origin: Instant,
+}
+
+impl FakeClock {
+    /// A clock that reads `start` now and moves on with Tokio's clock. Create it inside the
+    /// runtime whose (paused) time it is to follow.
+    pub fn at(start: time::OffsetDateTime) -> Self {
+        FakeClock {
+            inner: Arc::new(Mutex::new(FakeTime {
+                start,
+                origin: Instant::now(),
+            })),
+        }
+    }
+
+    /// Jumps the wall time forward by `by` (Tokio's clock does not move).
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        t.start += by;
+    }
+
+    /// Sets the wall time to `to` from now on (also backwards, as an NTP step can).
+    pub fn set(&self, to: time::OffsetDateTime) {
+        let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *t = FakeTime {
+            start: to,
+            origin: Instant::now(),
+        };
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> time::OffsetDateTime {
+        let t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        t.start + t.origin.elapsed()
+    }
+}
+
+/// The fake node's wall clock (its tasks' start times): the system's unless a test shares its
+/// [`FakeClock`].
+#[derive(Clone)]
+struct NodeClock(Arc<dyn Clock>);
+
+impl Default for NodeClock {
+    fn default() -> Self {
+        NodeClock(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for NodeClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeClock")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,6 +190,7 @@ struct Node {
     task_ms: u64,
     calls: Vec<String>,
     pid: u32,
+    clock: NodeClock,
 }
 
 /// A stateful fake Proxmox node (see the module docs). Cheap to clone; clones share the node.
@@ -139,6 +209,13 @@ impl FakeProxmox {
             node.task_ms = task_ms;
         }
         fake
+    }
+
+    /// Stamps the node's tasks with this wall clock (the engine's, so a task the journal's
+    /// intent precedes is found in the task list).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.lock().clock = NodeClock(clock);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Node> {
@@ -231,7 +308,7 @@ impl FakeProxmox {
             });
         }
         node.pid += 1;
-        let starttime = u64::try_from(unix_now()).unwrap_or(0);
+        let starttime = u64::try_from(node.clock.0.now().unix_timestamp()).unwrap_or(0);
         let upid = Upid::new(
             FAKE_NODE,
             node.pid,

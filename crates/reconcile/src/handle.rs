@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use journal::OpKind;
 use pve::SnapshotName;
@@ -25,7 +25,7 @@ use tracing::warn;
 
 use crate::exec::{ExecError, Executor, OpSpec};
 use crate::plan::Step;
-use crate::ports::{Proxmox, ProxmoxError, Store, StoreError};
+use crate::ports::{Clock, Proxmox, ProxmoxError, Store, StoreError};
 use crate::queue::{Busy, GuestQueues, DEFAULT_QUEUE_DEPTH};
 
 /// A guest mutation asked for outside the reconcile loop.
@@ -245,6 +245,13 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
         )
     }
 
+    /// Uses this wall clock (op ids, journal times) instead of the system's; for a
+    /// [`EngineHandle::standalone`] handle (one from `Engine::handle` has the engine's clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.exec.clock = clock;
+        self
+    }
+
     /// Waits at most `limit` for each task of the ops it submits (instead of each step kind's
     /// own limit).
     pub fn with_wait_limit(mut self, limit: Duration) -> Self {
@@ -253,9 +260,9 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
     }
 
     fn op_id(&self, origin: Origin, op: &GuestOp, vmid: u32) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        // Nanoseconds on the injected clock, and a sequence number for two in the same one:
+        // unique across restarts as long as the clock does not step back.
+        let nanos = self.exec.clock.now().unix_timestamp_nanos();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         format!("{}-{}-{vmid}-{nanos}-{seq}", origin.prefix(), op.word())
     }
@@ -273,10 +280,7 @@ impl<P: Proxmox, S: Store> EngineHandle<P, S> {
             authority: None,
             wait_limit: self.wait_limit,
         };
-        let (new, entry) = (
-            Executor::<P, S>::new_op(&spec),
-            Executor::<P, S>::planned_audit(&spec),
-        );
+        let (new, entry) = (self.exec.new_op(&spec), self.exec.planned_audit(&spec));
         match &op {
             GuestOp::Backup { .. } => {
                 let recorded = self

@@ -25,7 +25,7 @@ use authz::{Action, Target, VerifiedOp};
 use journal::{GuestRecord, NewAuditEntry, OpKind, OpStatus};
 use serde::Serialize;
 
-use crate::exec::{agent_entry, now, ExecError, Executor, OpSpec};
+use crate::exec::{ExecError, Executor, OpSpec};
 use crate::gate::DestroyAuthority;
 use crate::plan::Step;
 use crate::ports::{Proxmox, ProxmoxError, Store};
@@ -125,7 +125,12 @@ pub async fn run_signed<P: Proxmox, S: Store>(
                 Ok(authority) => {
                     let vmid = *vmid;
                     exec.record_or_log(op.op_id(), "signed op running", |s| {
-                        s.set_signed_op_state(op.op_id(), journal::OpState::Running, None, now())
+                        s.set_signed_op_state(
+                            op.op_id(),
+                            journal::OpState::Running,
+                            None,
+                            exec.now(),
+                        )
                     });
                     match queues.run(vmid, destroy(exec, op, vmid, authority)).await {
                         Ok(result) => result,
@@ -157,7 +162,7 @@ pub async fn run_signed<P: Proxmox, S: Store>(
             Ok(_) => {
                 let vmid = *vmid;
                 exec.record_or_log(op.op_id(), "signed op running", |s| {
-                    s.set_signed_op_state(op.op_id(), journal::OpState::Running, None, now())
+                    s.set_signed_op_state(op.op_id(), journal::OpState::Running, None, exec.now())
                 });
                 match queues.run(vmid, adopt(exec, op, vmid)).await {
                     Ok(result) => result,
@@ -194,21 +199,23 @@ fn finish<P: Proxmox, S: Store>(
         JobResult::Refused { .. } => "refused",
     };
     // The signer asked for it, so the entry names the signer, not the agent.
-    let entry = NewAuditEntry::new(now(), "signed_job", word)
+    let entry = NewAuditEntry::new(exec.now(), "signed_job", word)
         .actor(op.signer())
         .action(op.action().as_str())
         .target(op.target().to_string())
         .op_id(op.op_id())
         .detail(json.clone());
     exec.record_or_log(op.op_id(), "signed op outcome", |s| {
-        s.set_signed_op_state(op.op_id(), state, Some(&json), now())?;
+        s.set_signed_op_state(op.op_id(), state, Some(&json), exec.now())?;
         s.audit(&entry)
     });
     outcome
 }
 
-fn expired(op: &VerifiedOp, what: &str) -> Option<JobResult> {
-    (!op.may_start(time::OffsetDateTime::now_utc())).then(|| JobResult::Refused {
+/// `Some(refused)` when the op may no longer start at the executor's clock: its signature was
+/// valid at intake, but the op may have waited (the engine's cycle, the guest's queue) since.
+fn expired<P, S>(exec: &Executor<P, S>, op: &VerifiedOp, what: &str) -> Option<JobResult> {
+    (!op.may_start(exec.clock.now())).then(|| JobResult::Refused {
         reason: "expired".into(),
         detail: format!(
             "the signature expired ({}) before {what} could start; nothing was done",
@@ -224,7 +231,7 @@ async fn adopt<P: Proxmox, S: Store>(
     op: &VerifiedOp,
     vmid: u32,
 ) -> JobResult {
-    if let Some(refused) = expired(op, &format!("the adoption of guest {vmid}")) {
+    if let Some(refused) = expired(exec, op, &format!("the adoption of guest {vmid}")) {
         return refused;
     }
     match exec.px.guest_status(vmid).await {
@@ -262,7 +269,7 @@ async fn adopt<P: Proxmox, S: Store>(
     };
     match exec.run(&spec).await {
         Ok(()) => {
-            let entry = NewAuditEntry::new(now(), "guest", "adopted")
+            let entry = NewAuditEntry::new(exec.now(), "guest", "adopted")
                 .actor(op.signer())
                 .action("adopt")
                 .vmid(vmid)
@@ -270,7 +277,9 @@ async fn adopt<P: Proxmox, S: Store>(
                 .detail(format!(
                     "guest {vmid} is managed from now on, by a signed guest.adopt"
                 ));
-            match exec.with_store(|s| s.adopt_guest(vmid, op.op_id(), &identity, now(), &entry)) {
+            match exec
+                .with_store(|s| s.adopt_guest(vmid, op.op_id(), &identity, exec.now(), &entry))
+            {
                 Ok(_) => JobResult::Succeeded,
                 Err(e) => JobResult::Failed {
                     error: format!(
@@ -291,11 +300,11 @@ async fn adopt<P: Proxmox, S: Store>(
 }
 
 fn arm_reset<P: Proxmox, S: Store>(exec: &Executor<P, S>, op: &VerifiedOp) -> JobResult {
-    if let Some(refused) = expired(op, "the desired-state reset") {
+    if let Some(refused) = expired(exec, op, "the desired-state reset") {
         return refused;
     }
     let until = op.start_by().unix_timestamp();
-    let entry = NewAuditEntry::new(now(), "desired", "reset-armed")
+    let entry = NewAuditEntry::new(exec.now(), "desired", "reset-armed")
         .actor(op.signer())
         .action("desired.reset")
         .op_id(op.op_id())
@@ -305,7 +314,9 @@ fn arm_reset<P: Proxmox, S: Store>(exec: &Executor<P, S>, op: &VerifiedOp) -> Jo
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default()
         ));
-    match exec.with_store(|s| s.arm_desired_reset(op.op_id(), op.signer(), now(), until, &entry)) {
+    match exec
+        .with_store(|s| s.arm_desired_reset(op.op_id(), op.signer(), exec.now(), until, &entry))
+    {
         Ok(()) => JobResult::Succeeded,
         Err(e) => JobResult::Failed {
             error: crate::error_chain(&e),
@@ -321,7 +332,7 @@ async fn destroy<P: Proxmox, S: Store>(
 ) -> JobResult {
     // Verified at intake, the op may have waited for the engine's cycle and this guest's queue
     // since: it starts only while its signature is still valid.
-    if let Some(refused) = expired(op, &format!("the destroy of guest {vmid}")) {
+    if let Some(refused) = expired(exec, op, &format!("the destroy of guest {vmid}")) {
         return refused;
     }
     let status = match exec.px.guest_status(vmid).await {
@@ -359,8 +370,9 @@ async fn destroy<P: Proxmox, S: Store>(
             exec.record_or_log(op.op_id(), "release of the destroyed guest", |s| {
                 s.release_guest(
                     vmid,
-                    now(),
-                    &agent_entry("guest", "destroyed")
+                    exec.now(),
+                    &exec
+                        .agent_entry("guest", "destroyed")
                         .action("release")
                         .vmid(vmid)
                         .op_id(op.op_id()),
@@ -371,8 +383,9 @@ async fn destroy<P: Proxmox, S: Store>(
                         &pending.op_id,
                         OpStatus::Abandoned,
                         Some("superseded by a signed destroy"),
-                        now(),
-                        &agent_entry("reconcile", "abandoned")
+                        exec.now(),
+                        &exec
+                            .agent_entry("reconcile", "abandoned")
                             .action("op")
                             .vmid(vmid)
                             .op_id(&pending.op_id)

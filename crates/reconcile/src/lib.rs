@@ -14,8 +14,9 @@
 //! It never opens sockets or files of its own beyond the desired file, and never reads
 //! provenance from its input: what the agent manages, created or tagged scratch comes only from
 //! the journal. It talks to the world through the narrow traits in [`ports`]: [`Proxmox`] and
-//! [`Store`], which the binary implements on `pve::Client` and `journal::Journal`; the stateful
-//! fakes of both are in [`fakes`] (feature `fakes`), and the engine's tests in `tests/` run on
+//! [`Store`], which the binary implements on `pve::Client` and `journal::Journal`, and
+//! [`Clock`] for wall time ([`SystemClock`] in the binary); the stateful fakes of all three are
+//! in [`fakes`] (feature `fakes`), and the engine's tests in `tests/` run on
 //! them. Everything else that mutates a guest submits through [`EngineHandle`].
 //!
 //! Decisions recorded here (see also docs/desired-state-v1.md):
@@ -66,8 +67,8 @@ pub use handle::{EngineHandle, GuestOp, OpFailure, OpTicket, Origin, SubmitError
 pub use jobs::{JobOutcome, JobResult};
 pub use plan::{plan, GuestPlan, Note, Plan, Step};
 pub use ports::{
-    Condition, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store,
-    StoreError, TaskEnd,
+    Clock, Condition, FoundTask, GuestConfig, GuestState, Posted, Proxmox, ProxmoxError, Store,
+    StoreError, SystemClock, TaskEnd,
 };
 pub use preview::{preview, ClassifiedOp, Preview, Verdict};
 pub use queue::{Busy, GuestQueues, Reservation, Turn, DEFAULT_PARALLEL, DEFAULT_QUEUE_DEPTH};

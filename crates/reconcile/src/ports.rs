@@ -1,5 +1,6 @@
 //! The narrow traits the engine needs from the outside world: [`Proxmox`] (a handful of guest
-//! calls) and [`Store`] (what it journals), in this crate's own error types. The binary wires
+//! calls), [`Store`] (what it journals) and [`Clock`] (the wall clock), in this crate's own
+//! types. The binary wires
 //! `pve::Client` and `journal::Journal` to them (`felhom-agent`'s `pve_port.rs` and
 //! `journal_port.rs`); the engine's tests use the stateful fakes in [`crate::fakes`] (feature
 //! `fakes`), which inject the faults that matter: a failed task, a connection dropped after the
@@ -13,6 +14,29 @@ use journal::{GuestRecord, NewAuditEntry, NewDesiredState, NewOp, OpRecord, OpSt
 use pve::{SnapshotName, Upid};
 
 use crate::gate::DestroyAuthority;
+
+/// The wall clock: what every unix timestamp the engine writes or compares comes from (journal
+/// times, a signed op's expiry before its first step, a `desired.reset`'s window, the ids of the
+/// ops it makes).
+///
+/// Elapsed time (backoff, the list-lag window, task waits) stays on Tokio's clock, which tests
+/// pause and advance; wall time cannot come from there (a paused Tokio clock has no epoch), so
+/// it has this port. [`crate::fakes::FakeClock`] follows Tokio's clock from a chosen instant,
+/// so on paused time one `tokio::time::advance` moves both, and can also jump (an NTP step).
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in UTC.
+    fn now(&self) -> time::OffsetDateTime;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+}
 
 /// A guest's power condition as PVE reports it (`status` of `/cluster/resources` or
 /// `status/current`).

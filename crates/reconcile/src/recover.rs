@@ -30,7 +30,7 @@ use pve::Upid;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::exec::{agent_entry, now, ExecError, Executor};
+use crate::exec::{ExecError, Executor};
 use crate::plan::Step;
 use crate::ports::{Proxmox, ProxmoxError, Store, TaskEnd};
 use crate::queue::{GuestQueues, Turn};
@@ -203,7 +203,7 @@ async fn settle<P: Proxmox, S: Store>(
                     Some(upid) => {
                         info!(op_id = %op.op_id, %upid, "found the task of an unrecorded post");
                         exec.with_store(|s| {
-                            s.step_posted(&op.op_id, step.idx, Some(upid.as_str()), now())
+                            s.step_posted(&op.op_id, step.idx, Some(upid.as_str()), exec.now())
                         })
                         .map_err(journal_err)?;
                         Some(upid)
@@ -221,9 +221,10 @@ async fn settle<P: Proxmox, S: Store>(
                                 step.idx,
                                 StepStatus::Failed,
                                 Some(why),
-                                now(),
+                                exec.now(),
                                 Some(
-                                    &agent_entry(op.kind.as_str(), "failed")
+                                    &exec
+                                        .agent_entry(op.kind.as_str(), "failed")
                                         .action(&step.kind)
                                         .vmid(op.vmid)
                                         .op_id(&op.op_id)
@@ -286,8 +287,9 @@ async fn settle<P: Proxmox, S: Store>(
             &op.op_id,
             state,
             error.as_deref(),
-            now(),
-            &agent_entry(op.kind.as_str(), state.as_str())
+            exec.now(),
+            &exec
+                .agent_entry(op.kind.as_str(), state.as_str())
                 .action("op")
                 .vmid(op.vmid)
                 .op_id(&op.op_id)
@@ -305,14 +307,15 @@ async fn settle<P: Proxmox, S: Store>(
         let outcome = serde_json::json!({"result": state.as_str(), "error": error}).to_string();
         // The signed_ops row exists when the op came through authz::verify.
         exec.record_or_log(&op.op_id, "signed op outcome after recovery", |s| {
-            s.set_signed_op_state(&op.op_id, signed_state, Some(&outcome), now())
+            s.set_signed_op_state(&op.op_id, signed_state, Some(&outcome), exec.now())
         });
         if state == OpStatus::Succeeded && op.steps.iter().any(|s| s.kind == "destroy") {
             exec.with_store(|s| {
                 s.release_guest(
                     op.vmid,
-                    now(),
-                    &agent_entry("guest", "destroyed")
+                    exec.now(),
+                    &exec
+                        .agent_entry("guest", "destroyed")
                         .action("release")
                         .vmid(op.vmid)
                         .op_id(&op.op_id),

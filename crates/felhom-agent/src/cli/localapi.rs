@@ -12,7 +12,6 @@
 //! minted or revoked here takes effect on the daemon's next request.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
@@ -78,7 +77,7 @@ pub fn execute(config_path: Option<&Path>, args: LocalapiArgs) -> anyhow::Result
         return Ok(());
     }
     let journal = journal::Journal::open(&config.state_dir).context("cannot open the journal")?;
-    let journal = Arc::new(Mutex::new(journal));
+    let journal = crate::journal_handle::JournalHandle::new(journal);
     let store = JournalTokens::new(journal.clone(), "cli");
     match args.command {
         LocalapiCommand::Fingerprint => Ok(()),
@@ -87,9 +86,7 @@ pub fn execute(config_path: Option<&Path>, args: LocalapiArgs) -> anyhow::Result
             // The server revokes a token whose guest is not managed on its first use, so
             // minting one would only hand out a dead token.
             let managed = journal
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .guests()?
+                .with(|j| j.guests())?
                 .iter()
                 .any(|g| g.vmid == n && g.managed);
             if !managed {

@@ -1,7 +1,7 @@
 //! `felhom-agent selftest read|task|hub --config FILE [--vmid N]`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -53,7 +53,7 @@ pub fn execute(config_path: Option<&Path>, args: SelftestArgs) -> anyhow::Result
             // The three ops are journaled like every other guest mutation.
             let journal =
                 journal::Journal::open(&config.state_dir).context("cannot open the journal")?;
-            let journal = Arc::new(Mutex::new(journal));
+            let journal = crate::journal_handle::JournalHandle::new(journal);
             let px = Arc::new(crate::pve_port::PveProxmox::new(
                 client.clone(),
                 crate::proxmox::token_user(&config.proxmox),

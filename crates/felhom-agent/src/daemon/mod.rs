@@ -55,7 +55,8 @@ pub struct Wiring {
 pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let journal = journal::Journal::open(&config.state_dir).context("cannot open the journal")?;
-    let journal = Arc::new(Mutex::new(journal));
+    // The one owner of the connection: the engine's store and the local API get handles.
+    let journal = crate::journal_handle::JournalHandle::new(journal);
     let client = crate::proxmox::client(&config.proxmox)?;
     let px = Arc::new(PveProxmox::new(
         client.clone(),

@@ -1,6 +1,7 @@
 //! Verification of signed ops in wire form, shared by every intake (the local ops directory
 //! and the hub): `authz::verify` against the operators file, this host's id and the journal's
-//! replay guard (a second journal connection, so verification never waits for the engine).
+//! replay guard (a second journal connection, so verification never waits for the engine's
+//! lock; its commits run off the async workers like the engine's).
 
 use std::path::PathBuf;
 
@@ -73,7 +74,14 @@ impl Verifier {
     }
 
     /// Verifies `wire` (the JSON wire form); `origin` names where it came from, for the log.
+    /// It reads the operators file and commits to the journal (the replay guard and the audit
+    /// entry): blocking work, run off the async workers
+    /// ([`crate::journal_handle::off_worker`]).
     pub fn verify(&self, wire: &[u8], origin: &str) -> Verdict {
+        crate::journal_handle::off_worker(|| self.verify_blocking(wire, origin))
+    }
+
+    fn verify_blocking(&self, wire: &[u8], origin: &str) -> Verdict {
         let operators = match &self.operators_file {
             Some(path) => match Operators::load(path) {
                 Ok(o) => o,

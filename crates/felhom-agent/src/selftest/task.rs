@@ -8,14 +8,13 @@
 pub type SelftestHandle =
     reconcile::EngineHandle<crate::pve_port::PveProxmox, crate::journal_port::JournalStore>;
 
-use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use journal::Journal;
 use pve::{Client, SnapshotName, Vmid};
 use reconcile::{GuestOp, Origin};
 
 use super::{describe, Report};
+use crate::journal_handle::JournalHandle;
 
 /// Options of the task selftest.
 #[derive(Debug, Clone)]
@@ -26,7 +25,7 @@ pub struct TaskOptions {
     /// wait limit the command's `--task-timeout-s`).
     pub handle: SelftestHandle,
     /// The journal the ops are recorded in (to name each op's task in the report).
-    pub journal: Arc<Mutex<Journal>>,
+    pub journal: JournalHandle,
 }
 
 /// Runs the cycle. Stops at the first failure; if the snapshot was created but a later step
@@ -141,7 +140,7 @@ pub async fn task(client: &Client, options: &TaskOptions) -> Report {
 /// from the journal) and any warnings.
 async fn run_op(
     handle: &SelftestHandle,
-    journal: &Arc<Mutex<Journal>>,
+    journal: &JournalHandle,
     vmid: Vmid,
     op: GuestOp,
 ) -> Result<String, String> {
@@ -151,9 +150,7 @@ async fn run_op(
     let op_id = ticket.op_id.clone();
     ticket.finished().await.map_err(|e| e.to_string())?;
     let record = journal
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .op(&op_id)
+        .with(|j| j.op(&op_id))
         .map_err(|e| reconcile::error_chain(&e))?;
     let step = record.and_then(|r| r.steps.into_iter().next());
     Ok(match step {

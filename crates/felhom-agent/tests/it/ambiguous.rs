@@ -120,3 +120,76 @@ fn a_local_api_rollback_whose_answer_is_lost_is_found_not_sent_again() {
         "vzrollback",
     );
 }
+
+/// A signed `guest.destroy` whose answer is lost: the DELETE acted (the guest is gone), the
+/// agent never saw the UPID. It finds the one `vzdestroy` task in the task list instead of
+/// sending the DELETE again, and the destroy ends as any other: succeeded, the guest released in
+/// the journal with its controller's token revoked, the pending destroy settled.
+#[test]
+fn a_signed_destroy_whose_answer_is_lost_is_found_not_sent_again() {
+    use crate::engine_support::{has_pending, Harness, HOST};
+    let h = Harness::new(2, 300);
+    h.adopt(&[100, 101]);
+    let (status, _, _) = h.guest(100).unwrap();
+    // 101 is managed and no longer desired: its destroy waits for a signature.
+    h.desired(&json!({"v":1,"generation":1,"guests":[{"vmid":100,"state":status}]}));
+    let agent = h.start(None);
+    assert!(
+        wait_for(Duration::from_secs(30), || has_pending(&h.state(), 101)
+            .then_some(()))
+        .is_some(),
+        "no pending destroy\n{}",
+        agent.log()
+    );
+    let (token_id, _token) = crate::localapi::mint(&h.config, 101);
+    h.rt.block_on(h.sim.control(
+        "POST",
+        "/_sim/drop",
+        Some(
+            json!({"count": 1, "path_prefix": format!("/nodes/{}/lxc/101", h.sim.info.node),
+            "method": "DELETE", "after": true}),
+        ),
+    ))
+    .expect("drop rule");
+
+    let wire = h.signed_op("alice", "guest.destroy", "vmid:101", HOST);
+    h.drop_op("destroy-101.json", &wire);
+    let (dir, result) = h.op_result("destroy-101.json");
+    let released = wait_for(Duration::from_secs(30), || {
+        let j = journal::Journal::open_read_only(&h.state()).ok()?;
+        let g = j.guests().ok()?.into_iter().find(|g| g.vmid == 101)?;
+        let revoked = j.local_api_token(&token_id).ok()??.revoked_at;
+        (!g.managed && revoked.is_some() && !has_pending(&h.state(), 101)).then_some(())
+    });
+    let log = agent.stop();
+    assert_eq!(
+        (dir.as_str(), result["result"].as_str()),
+        ("done", Some("succeeded")),
+        "{result}\n{log}"
+    );
+    assert!(
+        log.contains("ambiguous post"),
+        "the drop did not happen:\n{log}"
+    );
+    assert_eq!(h.tasks_of("vzdestroy", 101), 1, "destroy sent twice\n{log}");
+    assert_eq!(
+        h.requests("DELETE", "/lxc/101"),
+        1,
+        "the DELETE was sent again\n{log}"
+    );
+    assert!(h.guest(101).is_none(), "guest 101 still exists");
+    assert!(h.guest(100).is_some(), "another guest was touched");
+    assert!(
+        released.is_some(),
+        "101 not released, its token not revoked or its pending destroy not settled\n{log}"
+    );
+    let op_id = result["op_id"].as_str().expect("op id");
+    let op = h.journal().op(op_id).unwrap().expect("the signed op");
+    assert_eq!(op.kind, OpKind::Signed);
+    assert_eq!(op.state, OpStatus::Succeeded, "{op:#?}");
+    let destroy = op.steps.iter().find(|s| s.kind == "destroy").unwrap();
+    assert!(
+        destroy.upid.is_some(),
+        "the found task is journaled: {op:#?}"
+    );
+}

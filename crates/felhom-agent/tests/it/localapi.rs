@@ -182,7 +182,7 @@ fn local_api_end_to_end_against_the_simulator() {
         // Guests adopted as a signed guest.adopt leaves them; then the daemon's wiring:
         // journal, engine, and the local API on the engine's handle.
         crate::adopt_async(&sim, &state, &[100, 101, 102]).await;
-        let journal = Arc::new(Mutex::new(Journal::open(&state).unwrap()));
+        let journal = felhom_agent::journal_handle::JournalHandle::new(Journal::open(&state).unwrap());
         let client = felhom_agent::proxmox::client(&loaded.proxmox).unwrap();
         let token_user = sim.info.token.split_once('=').unwrap().0.to_owned();
         let px = Arc::new(felhom_agent::pve_port::PveProxmox::new(
@@ -275,7 +275,7 @@ fn local_api_end_to_end_against_the_simulator() {
             .await
             .contains(&"pre-deploy".to_owned()));
         // Journaled as an op like any other, run by the one executor.
-        let op = journal.lock().unwrap().op(&snap_op).unwrap().unwrap();
+        let op = journal.with(|j| j.op(&snap_op)).unwrap().unwrap();
         assert_eq!(
             (op.vmid, op.kind, op.state),
             (100, OpKind::LocalApi, OpStatus::Succeeded)
@@ -469,7 +469,7 @@ fn local_api_end_to_end_against_the_simulator() {
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         let rollback_op = v["op_id"].as_str().unwrap().to_owned();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let waiting = journal.lock().unwrap().op(&rollback_op).unwrap().unwrap();
+        let waiting = journal.with(|j| j.op(&rollback_op)).unwrap().unwrap();
         assert_eq!(
             waiting.state,
             OpStatus::Planned,
@@ -481,7 +481,7 @@ fn local_api_end_to_end_against_the_simulator() {
         holder.finished().await.unwrap();
         // Then it rolls the guest back, starting it again (it ran).
         let done = eventually("the rollback", || {
-            let op = journal.lock().unwrap().op(&rollback_op).unwrap()?;
+            let op = journal.with(|j| j.op(&rollback_op)).unwrap()?;
             op.state.is_final().then_some(op)
         })
         .await;

@@ -1,7 +1,8 @@
 //! Integration tests: the real `felhom-agent` binary, run as a process.
 //!
 //! - `ambiguous`: the ambiguous POST (Proxmox acted, the answer was lost: `/_sim/drop` with
-//!   `after`) for reconcile and local-API ops: found in the task list, never sent again.
+//!   `after`) for reconcile ops, local-API ops and a signed destroy: found in the task list,
+//!   never sent again.
 //! - `check_config`: validation, redaction, env overlay, secret forms and every error path.
 //! - `daemon`: `run` with the simulator, the reference hub and a real NOTIFY_SOCKET.
 //! - `cli`: `--version`, `--help`, and `run` until SIGTERM.

@@ -1,12 +1,12 @@
 //! The engine against its fakes: convergence, quiet steady state, the reversibility gate,
-//! unmanaged guests, backoff on paused time, and the ambiguous POST.
+//! unmanaged guests, backoff on paused time, and the ambiguous POST (also of a signed destroy).
 
 use journal::OpStatus;
 use reconcile::fakes::{adopt, Fault, MemoryStore};
-use reconcile::EngineConfig;
+use reconcile::{EngineConfig, JobResult, Store};
 use serde_json::json;
 
-use crate::support::{cycle_until, engine, ingest, node};
+use crate::support::{cycle_until, engine, ingest, node, Signer};
 
 #[tokio::test(start_paused = true)]
 async fn converges_then_stays_quiet() {
@@ -278,4 +278,56 @@ async fn an_op_id_already_in_the_journal_is_refused_not_continued() {
     assert!(reconcile::is_internal_op_id("pending-guest.destroy-102-g2"));
     assert!(reconcile::is_internal_op_id("rc-100-1764806400-3"));
     assert!(!reconcile::is_internal_op_id("op-20261204-0001"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signed_destroy_whose_answer_is_lost_is_found_not_sent_again() {
+    let px = node(&[(100, "stopped")], 100);
+    let store = MemoryStore::new();
+    adopt(&px, &store, 100);
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    // 100 is managed and not desired: its destroy waits for a signature.
+    ingest(&mut e, json!({"v":1,"generation":1,"guests":[]}));
+    e.reconcile().await.unwrap();
+    assert_eq!(status.borrow().pending_signature.len(), 1);
+    px.inject(100, Fault::DropAfterPost);
+    let now = time::OffsetDateTime::now_utc();
+    let op = Signer::new().verified(
+        "destroy-0100",
+        "guest.destroy",
+        json!({"vmid": 100}),
+        now,
+        std::time::Duration::from_secs(600),
+        now,
+    );
+    let outcome = e.run_signed(&op).await;
+    assert_eq!(outcome.result, JobResult::Succeeded, "{outcome:?}");
+    assert_eq!(px.tasks_of("vzdestroy", 100), 1, "{:?}", px.calls());
+    assert!(px.guest(100).is_none());
+    let destroys = px
+        .mutations()
+        .iter()
+        .filter(|c| c.contains("destroy"))
+        .count();
+    assert_eq!(
+        destroys,
+        1,
+        "the destroy was sent again: {:?}",
+        px.mutations()
+    );
+    let record = store.op("destroy-0100").unwrap();
+    assert_eq!(record.state, OpStatus::Succeeded, "{record:#?}");
+    assert!(
+        record.steps[0].upid.is_some(),
+        "the found task is journaled"
+    );
+    assert!(!store
+        .guests()
+        .unwrap()
+        .iter()
+        .any(|g| g.vmid == 100 && g.managed));
+    assert!(
+        store.pending_ops().unwrap().is_empty(),
+        "the pending destroy stays open"
+    );
 }

@@ -2,6 +2,8 @@
 //! paused Tokio time. End-to-end suites against the simulator and with `kill -9` live in the
 //! `felhom-agent` crate's tests.
 //!
+//! - `clock`: the wall clock is injected: signed-op expiry, the `desired.reset` window, journal
+//!   times and op ids follow the engine's clock, not the system's.
 //! - `engine`: convergence, quiet steady state, the reversibility gate, unmanaged guests,
 //!   backoff on paused time, the ambiguous POST, a journal that refuses the intent.
 //! - `recovery`: the one recovery path for ops of every kind left by a crash.
@@ -13,6 +15,7 @@
 //!   invariant 9), checked on the workspace's sources.
 //! - `support`: the shared setup.
 
+mod clock;
 mod engine;
 mod fence;
 mod handle;
