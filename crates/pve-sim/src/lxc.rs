@@ -253,6 +253,8 @@ pub fn allocate_if_new(
             "storage '{storage}' does not allow content type 'rootdir' (Container)\n"
         )));
     }
+    // `vdisk_alloc` activates the storage first (pve-storage `Storage.pm` `vdisk_alloc`).
+    crate::activation::activate(st, storage).map_err(|e| ApiError::Fail(format!("{e}\n")))?;
     let bytes = (gib * (1u64 << 30) as f64) as u64;
     let volid = st.next_disk_volid(storage, vmid);
     st.volumes.insert(
@@ -361,12 +363,30 @@ pub fn put_config(call: &Call) -> Result<Reply, ApiError> {
                 }
             }
         }
+        let running = st.guest(vmid)?.running;
         for (k, v) in &options {
-            apply_option(st, vmid, &mut ct, k, v)?;
+            apply_option(st, vmid, &mut ct, k, v).map_err(|e| pending_error(k, running, e))?;
         }
         st.guest_mut(vmid)?.conf = ct;
         Ok(Reply::null())
     })
+}
+
+/// A mount point that could not be created during `PUT config` is collected per option and
+/// answered as 400 (`vmconfig_apply_pending` / `vmconfig_hotplug_pending`, pve-container
+/// `LXC/Config.pm:1630-1633,1752-1756`; `API2/LXC/Config.pm:250-259`).
+fn pending_error(key: &str, running: bool, err: ApiError) -> ApiError {
+    match err {
+        ApiError::Fail(msg) if key.starts_with("mp") => {
+            let text = if running {
+                format!("unable to hotplug {key}: {msg}")
+            } else {
+                format!("unable to apply pending change {key} : {msg}")
+            };
+            ApiError::param(key, text)
+        }
+        other => other,
+    }
 }
 
 /// `DELETE /nodes/{node}/lxc/{vmid}` (pve-container `LXC.pm:805-926`).
@@ -426,6 +446,8 @@ pub fn resize(call: &Call) -> Result<Reply, ApiError> {
                 )
                 .map_err(ApiError::Forbidden)?;
         }
+        // `activate_volumes` before reading the size (pve-container `LXC.pm:2393`).
+        crate::activation::activate(st, &storage).map_err(|e| ApiError::Fail(format!("{e}\n")))?;
         let current = map
             .get("size")
             .and_then(|s| conf::parse_size(s))

@@ -42,8 +42,6 @@ pub struct Storage {
     pub props: BTreeMap<String, String>,
     /// Options stored outside storage.cfg (`password`, `encryption-key`): never echoed.
     pub secrets: BTreeMap<String, String>,
-    /// `false` after `POST /_sim/storage/{id} {"reachable":false}`.
-    pub reachable: bool,
     /// Simulated capacity in bytes.
     pub total: u64,
 }
@@ -84,6 +82,49 @@ pub struct Volume {
     pub subtype: Option<String>,
     /// For backups: the guest config inside the archive (`./etc/vzdump/pct.conf`).
     pub archive: Option<CtConf>,
+    /// Simulated file content (a tag set with `/_sim/volume`): vzdump copies it into the
+    /// archive for mount points it includes, restore writes it back.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// For backups: the mount points whose files the archive holds, with their data tags.
+    #[serde(default)]
+    pub archived_mounts: Vec<ArchivedMount>,
+}
+
+/// One mount point whose files a backup archive holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArchivedMount {
+    /// `rootfs` or `mpN`.
+    pub key: String,
+    /// Path inside the CT (`/` for rootfs).
+    pub mp: String,
+    /// The data tag of the volume at backup time.
+    pub data: Option<String>,
+}
+
+/// Test knobs of a storage id (`/_sim/storage/{id}`), kept apart from the storage definition
+/// so a knob can be set before the storage is created (`POST /storage` activates it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StorageKnob {
+    /// The backend does not answer (NFS/CIFS server down, PBS unreachable).
+    pub unreachable: bool,
+    /// Added to every storage status read that visits this storage.
+    pub latency_ms: u64,
+}
+
+/// A simulated removable filesystem (`/_sim/usb`), identified by its filesystem UUID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Filesystem {
+    /// Where it is mounted when mounted (`/mnt/usb1`).
+    pub mount: String,
+    /// Block device (`/dev/sdb1`); the by-uuid symlink points at `../../<basename>`.
+    pub device: String,
+    /// The disk is plugged in.
+    pub present: bool,
+    /// The filesystem is mounted at `mount` (only while present).
+    pub mounted: bool,
+    /// Directory holding the by-uuid symlink, if the test named one.
+    pub by_uuid_dir: Option<PathBuf>,
 }
 
 /// Everything the simulator persists.
@@ -107,6 +148,12 @@ pub struct State {
     pub fail_next: BTreeMap<u32, String>,
     /// Next fake worker PID.
     pub next_pid: u32,
+    /// Storage id → test knobs (reachability, latency).
+    #[serde(default)]
+    pub storage_knobs: BTreeMap<String, StorageKnob>,
+    /// Filesystem UUID → removable filesystem (`/_sim/usb`).
+    #[serde(default)]
+    pub filesystems: BTreeMap<String, Filesystem>,
 }
 
 /// A UUID-shaped random secret, like PVE's token secrets.
@@ -174,7 +221,6 @@ impl State {
                     ("path".into(), "/var/lib/vz".into()),
                 ]),
                 secrets: BTreeMap::new(),
-                reachable: true,
                 total: 100 << 30,
             },
         );
@@ -188,7 +234,6 @@ impl State {
                     ("vgname".into(), "pve".into()),
                 ]),
                 secrets: BTreeMap::new(),
-                reachable: true,
                 total: 200 << 30,
             },
         );
@@ -202,6 +247,8 @@ impl State {
             tasks: Vec::new(),
             fail_next: BTreeMap::new(),
             next_pid: 0x0001_0000,
+            storage_knobs: BTreeMap::new(),
+            filesystems: BTreeMap::new(),
         };
         state.volumes.insert(
             TEMPLATE_VOLID.to_string(),
@@ -215,6 +262,8 @@ impl State {
                 protected: false,
                 subtype: None,
                 archive: None,
+                data: None,
+                archived_mounts: Vec::new(),
             },
         );
         for i in 0..guests {
@@ -304,6 +353,8 @@ pub fn disk_volume(vmid: u32, size: u64, now: i64) -> Volume {
         protected: false,
         subtype: None,
         archive: None,
+        data: None,
+        archived_mounts: Vec::new(),
     }
 }
 

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::acl::perm_message;
+use crate::activation;
 use crate::conf::{self, CtConf};
 use crate::envelope::{ApiError, Reply};
 use crate::server::{check_node, Call};
-use crate::state::{State, Volume};
+use crate::state::{ArchivedMount, State, Volume};
 use crate::tasks::Work;
 
 /// A backup job as the worker sees it.
@@ -218,6 +219,11 @@ pub fn run(call: &Call) -> Result<Reply, ApiError> {
 
 /// Worker start: permission and lock checks per guest, `lock: backup`.
 pub fn begin(job: &mut Job, st: &mut State, log: &mut Vec<String>) -> Result<(), String> {
+    // `PVE::VZDump->new` activates the target before the job logs anything; a failure is
+    // the task's error, not `job errors` (pve-manager `VZDump.pm:686-722`).
+    if let Err(e) = activation::activate(st, &job.storage) {
+        return Err(format!("could not activate storage '{}': {e}", job.storage));
+    }
     let list: Vec<String> = job.vmids.iter().map(u32::to_string).collect();
     log.push(format!(
         "INFO: starting new backup job: vzdump {} --storage {} --mode {} --compress {}",
@@ -226,9 +232,6 @@ pub fn begin(job: &mut Job, st: &mut State, log: &mut Vec<String>) -> Result<(),
         job.mode,
         job.compress
     ));
-    if !st.storages.get(&job.storage).is_some_and(|s| s.reachable) {
-        return Err(format!("storage '{}' is not online", job.storage));
-    }
     for vmid in job.vmids.clone() {
         if job.denied.contains(&vmid) {
             log.push(format!(
@@ -262,9 +265,18 @@ pub fn begin(job: &mut Job, st: &mut State, log: &mut Vec<String>) -> Result<(),
 
 /// Worker end: one archive per locked guest, unlock, `job errors` if any guest failed.
 pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Result<(), String> {
+    let mut failed_late: Vec<u32> = Vec::new();
+    let target_error = activation::activate(st, &job.storage).err();
     for &vmid in &job.locked {
+        let mounts = backup_volumes(st, vmid);
         let Ok(g) = st.guest_mut(vmid) else { continue };
         g.conf.main.remove("lock");
+        if let Some(e) = &target_error {
+            // The target went away while the job ran (a USB disk pulled): the guest fails.
+            log.push(format!("ERROR: Backup of VM {vmid} failed - {e}"));
+            failed_late.push(vmid);
+            continue;
+        }
         let mut archive_conf = CtConf {
             main: g.conf.main.clone(),
             snapshots: Default::default(),
@@ -277,7 +289,6 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
             .cloned()
             .unwrap_or_else(|| format!("CT{vmid}"));
         let running = g.running;
-        let mode = if running { job.mode.as_str() } else { "stop" };
         let disk = archive_conf
             .main
             .get("rootfs")
@@ -300,9 +311,29 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
             "INFO: status = {}",
             if running { "running" } else { "stopped" }
         ));
+        let prepare = |log: &mut Vec<String>| {
+            log.push(format!("INFO: CT Name: {hostname}"));
+            for m in &mounts {
+                log.push(m.log_line());
+            }
+        };
+        // Snapshot mode prepares before the mode line and falls back to suspend when a
+        // backed-up volume cannot snapshot; stop and suspend prepare after it
+        // (pve-manager `VZDump.pm:1066-1100`, pve-container `VZDump/LXC.pm:124-190`).
+        let mut mode = if running { job.mode.as_str() } else { "stop" };
+        if mode == "snapshot" {
+            prepare(log);
+            if mounts.iter().any(|m| m.included && !m.can_snapshot) {
+                log.push("INFO: mode failure - some volumes do not support snapshots".into());
+                log.push("INFO: trying 'suspend' mode instead".into());
+                mode = "suspend";
+            }
+        }
         log.push(format!("INFO: backup mode: {mode}"));
         log.push("INFO: ionice priority: 7".into());
-        log.push(format!("INFO: CT Name: {hostname}"));
+        if mode != "snapshot" {
+            prepare(log);
+        }
         log.push(format!(
             "INFO: creating vzdump archive '/var/lib/vz/dump/{file}'"
         ));
@@ -333,17 +364,122 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
                 protected: job.protected,
                 subtype: Some("lxc".into()),
                 archive: Some(archive_conf),
+                data: None,
+                archived_mounts: mounts
+                    .iter()
+                    .filter(|m| m.included)
+                    .map(|m| ArchivedMount {
+                        key: m.key.clone(),
+                        mp: m.mp.clone(),
+                        data: m.data.clone(),
+                    })
+                    .collect(),
             },
         );
         log.push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
         log.push(format!("INFO: Backup finished at {}", human_time(now)));
     }
-    if job.failed.is_empty() {
+    if job.failed.is_empty() && failed_late.is_empty() {
         log.push("INFO: Backup job finished successfully".into());
         Ok(())
     } else {
         Err("job errors".into())
     }
+}
+
+/// One mount point of a guest as vzdump's `prepare` sees it.
+#[derive(Debug, Clone)]
+struct BackupVolume {
+    key: String,
+    mp: String,
+    /// `volume`, `bind` or `device`.
+    kind: &'static str,
+    included: bool,
+    /// `rootfs`, `enabled`, `disabled` or `not a volume`.
+    reason: &'static str,
+    can_snapshot: bool,
+    data: Option<String>,
+}
+
+impl BackupVolume {
+    /// The task log line (pve-container `VZDump/LXC.pm:157-176`).
+    fn log_line(&self) -> String {
+        if self.included {
+            format!(
+                "INFO: including mount point {} ('{}') in backup",
+                self.key, self.mp
+            )
+        } else {
+            format!(
+                "INFO: excluding {} mount point {} ('{}') from backup ({})",
+                self.kind, self.key, self.mp, self.reason
+            )
+        }
+    }
+}
+
+/// The guest's mount points in `foreach_volume` order (rootfs, then mp0, mp1, …) with
+/// `mountpoint_backup_enabled`: rootfs always, bind/device mounts never, volume mount points
+/// only with `backup=1` (pve-container `LXC/Config.pm:66-86`).
+fn backup_volumes(st: &State, vmid: u32) -> Vec<BackupVolume> {
+    let Ok(g) = st.guest(vmid) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<(u32, &String)> = g
+        .conf
+        .main
+        .keys()
+        .filter_map(|k| match k.as_str() {
+            "rootfs" => Some((0, k)),
+            _ => k
+                .strip_prefix("mp")
+                .and_then(|n| n.parse::<u32>().ok())
+                .map(|n| (n + 1, k)),
+        })
+        .collect();
+    keys.sort();
+    keys.into_iter()
+        .filter_map(|(_, key)| {
+            let map = conf::parse_prop(key, &g.conf.main[key]).ok()?;
+            let volume = map.get("volume").cloned().unwrap_or_default();
+            let mp = if key == "rootfs" {
+                "/".to_string()
+            } else {
+                map.get("mp").cloned().unwrap_or_default()
+            };
+            let kind = if volume.starts_with("/dev/") {
+                "device"
+            } else if volume.starts_with('/') {
+                "bind"
+            } else {
+                "volume"
+            };
+            let (included, reason) = if key == "rootfs" {
+                (true, "rootfs")
+            } else if kind != "volume" {
+                (false, "not a volume")
+            } else if map.get("backup").map(String::as_str) == Some("1") {
+                (true, "enabled")
+            } else {
+                (false, "disabled")
+            };
+            let storage = volume.split(':').next().unwrap_or_default();
+            let can_snapshot = kind == "volume"
+                && st
+                    .storages
+                    .get(storage)
+                    .is_some_and(|s| activation::can_snapshot(&s.kind));
+            Some(BackupVolume {
+                key: key.clone(),
+                mp,
+                kind,
+                included,
+                reason,
+                can_snapshot,
+                data: st.volumes.get(&volume).and_then(|v| v.data.clone()),
+            })
+        })
+        .collect()
 }
 
 /// Undo: release the backup locks this job set.
