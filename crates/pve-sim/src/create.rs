@@ -40,7 +40,7 @@ fn skipped_on_restore(key: &str) -> bool {
 }
 
 /// Check `check_volume_access` for the template or archive.
-fn check_volume_access(st: &State, user: &str, volid: &str) -> Result<(), ApiError> {
+pub fn check_volume_access(st: &State, user: &str, volid: &str) -> Result<(), ApiError> {
     if user == "root@pam" {
         return Ok(());
     }

@@ -272,6 +272,7 @@ pub async fn dispatch(
             snapshot::get_config(call)
         }
         ("POST", "/nodes/{node}/vzdump") => vzdump::run(call),
+        ("GET", "/nodes/{node}/vzdump/extractconfig") => vzdump::extract_config(call),
         ("GET", "/nodes/{node}/storage") => return Some(storage::node_list(call).await),
         ("GET", "/nodes/{node}/storage/{storage}/status") => {
             return Some(storage::status(call).await)

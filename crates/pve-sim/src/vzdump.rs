@@ -217,6 +217,34 @@ pub fn run(call: &Call) -> Result<Reply, ApiError> {
     })
 }
 
+/// `GET /nodes/{node}/vzdump/extractconfig?volume=`: the `pct.conf` inside a backup archive,
+/// as raw text (pve-manager `API2/VZDump.pm:269-313`, pve-storage `Storage.pm:1938-1975`).
+/// Needs read access to the archive and `VM.Backup` on its owner; the backup storage is
+/// activated to read the file.
+pub fn extract_config(call: &Call) -> Result<Reply, ApiError> {
+    check_node(call)?;
+    let volid = call.str("volume").unwrap_or_default();
+    call.sim.with_state(|st| {
+        crate::create::check_volume_access(st, &call.user, &volid)?;
+        let v = st
+            .volumes
+            .get(&volid)
+            .filter(|v| v.content == "backup")
+            .ok_or_else(|| ApiError::Fail(format!("volume '{volid}' does not exist\n")))?;
+        if let (Some(owner), false) = (v.vmid, call.is_root()) {
+            st.access
+                .check(&call.user, &format!("/vms/{owner}"), &["VM.Backup"])
+                .map_err(ApiError::Forbidden)?;
+        }
+        let sid = volid.split(':').next().unwrap_or_default();
+        activation::activate(st, sid).map_err(|e| ApiError::Fail(format!("{e}\n")))?;
+        let conf = v.archive.as_ref().ok_or_else(|| {
+            ApiError::Fail("ERROR: archive contains no configuration file\n".into())
+        })?;
+        Ok(Reply::data(json!(conf.render())))
+    })
+}
+
 /// Worker start: permission and lock checks per guest, `lock: backup`.
 pub fn begin(job: &mut Job, st: &mut State, log: &mut Vec<String>) -> Result<(), String> {
     // `PVE::VZDump->new` activates the target before the job logs anything; a failure is

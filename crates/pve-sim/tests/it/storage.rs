@@ -583,6 +583,17 @@ async fn mount_points_without_backup_flag_stay_out_of_archive_and_restore_empty(
     );
     let config = archive.json["config"].as_str().expect("config");
     assert!(config.contains("mp1: usb1:"), "{config}");
+    // The API's view of the same archive: the backed-up pct.conf with its backup flags.
+    let extracted = sim
+        .agent(
+            "GET",
+            "/nodes/pve/vzdump/extractconfig",
+            &[("volume", &volid)],
+        )
+        .await;
+    assert_eq!(extracted.status, 200, "{}", extracted.text);
+    assert_eq!(extracted.data(), &json!(config));
+    assert!(config.contains("mp=/srv/db,backup=1"), "{config}");
 
     // Storage-only restore: every volume mount point comes back on `storage`, the excluded
     // one at full size but empty; its options (no backup flag) are kept.
