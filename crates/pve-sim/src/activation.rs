@@ -124,6 +124,23 @@ pub fn activate(st: &State, id: &str) -> Result<(), String> {
     }
 }
 
+/// `activate_volumes`: activate the storage of every volume (sorted by storage id, where PVE
+/// walks a hash); paths (bind/device mount points) have no storage (pve-storage
+/// `Storage.pm:1390-1413`).
+pub fn activate_volumes<'a>(
+    st: &State,
+    volids: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    let mut sids: Vec<&str> = volids
+        .into_iter()
+        .filter(|v| !v.starts_with('/'))
+        .filter_map(|v| v.split_once(':').map(|(sid, _)| sid))
+        .collect();
+    sids.sort_unstable();
+    sids.dedup();
+    sids.into_iter().try_for_each(|sid| activate(st, sid))
+}
+
 /// Whether the storage is active: enabled here and activatable.
 pub fn active(st: &State, id: &str, s: &Storage) -> bool {
     enabled_here(st, id, s) && error(st, id, s).is_none()

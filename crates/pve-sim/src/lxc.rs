@@ -491,6 +491,26 @@ pub fn begin_power(st: &mut State, vmid: u32) -> Result<(), String> {
     }
 }
 
+/// Start worker: the lock check, then `vm_start` activates every volume of the config, so a
+/// mount point on a storage that does not activate (a pulled USB disk) fails the start
+/// (pve-container `LXC.pm:3152-3155`).
+pub fn begin_start(st: &mut State, vmid: u32) -> Result<(), String> {
+    begin_power(st, vmid)?;
+    let g = st.guest(vmid)?;
+    let volids: Vec<String> = g
+        .conf
+        .main
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == "rootfs"
+                || k.strip_prefix("mp")
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .filter_map(|(k, v)| conf::parse_prop(k, v).ok()?.get("volume").cloned())
+        .collect();
+    crate::activation::activate_volumes(st, volids.iter().map(String::as_str))
+}
+
 /// The CT runs.
 pub fn finish_start(st: &mut State, vmid: u32, now: i64) -> Result<(), String> {
     let g = st.guest_mut(vmid)?;

@@ -297,14 +297,25 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
     let target_error = activation::activate(st, &job.storage).err();
     for &vmid in &job.locked {
         let mounts = backup_volumes(st, vmid);
-        let Ok(g) = st.guest_mut(vmid) else { continue };
-        g.conf.main.remove("lock");
-        if let Some(e) = &target_error {
-            // The target went away while the job ran (a USB disk pulled): the guest fails.
+        if let Ok(g) = st.guest_mut(vmid) {
+            g.conf.main.remove("lock");
+        }
+        // The target went away while the job ran (a USB disk pulled), or a backed-up
+        // volume's storage does not activate (`activate_volumes` in prepare): the guest fails.
+        let volume_error = activation::activate_volumes(
+            st,
+            mounts
+                .iter()
+                .filter(|m| m.included)
+                .map(|m| m.volume.as_str()),
+        )
+        .err();
+        if let Some(e) = target_error.as_ref().or(volume_error.as_ref()) {
             log.push(format!("ERROR: Backup of VM {vmid} failed - {e}"));
             failed_late.push(vmid);
             continue;
         }
+        let Ok(g) = st.guest_mut(vmid) else { continue };
         let mut archive_conf = CtConf {
             main: g.conf.main.clone(),
             snapshots: Default::default(),
@@ -419,6 +430,7 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
 #[derive(Debug, Clone)]
 struct BackupVolume {
     key: String,
+    volume: String,
     mp: String,
     /// `volume`, `bind` or `device`.
     kind: &'static str,
@@ -499,6 +511,7 @@ fn backup_volumes(st: &State, vmid: u32) -> Vec<BackupVolume> {
                     .is_some_and(|s| activation::can_snapshot(&s.kind));
             Some(BackupVolume {
                 key: key.clone(),
+                volume: volume.clone(),
                 mp,
                 kind,
                 included,

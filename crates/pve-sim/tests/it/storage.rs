@@ -791,3 +791,56 @@ async fn mount_points_grow_but_never_shrink() {
         .await;
     assert_eq!(err(&r), (500, json!("unable to shrink disk size\n")));
 }
+
+#[tokio::test]
+async fn pulled_disk_blocks_start_and_backups_of_volumes_on_it() {
+    let dir = state_dir();
+    let by_uuid = dir.path().join("by-uuid");
+    let sim = start(
+        dir.path().join("state").as_path(),
+        &["--guests", "3", "--task-ms", "50"],
+    );
+    plug(&sim, &by_uuid, true).await;
+    assert_eq!(create_usb_storage(&sim).await.status, 200);
+    // 101: bulk on the disk, not backed up; 102 (running): data on the disk, backed up.
+    for (vmid, mp0) in [
+        ("101", "usb1:1,mp=/mnt/bulk,backup=0"),
+        ("102", "usb1:1,mp=/srv/data,backup=1"),
+    ] {
+        let r = sim
+            .agent(
+                "PUT",
+                &format!("/nodes/pve/lxc/{vmid}/config"),
+                &[("mp0", mp0)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    plug(&sim, &by_uuid, false).await;
+
+    let r = sim
+        .agent("POST", "/nodes/pve/lxc/101/status/start", &[])
+        .await;
+    assert_eq!(wait_exit(&sim, &r).await, NOT_MOUNTED);
+
+    let r = sim
+        .agent(
+            "POST",
+            "/nodes/pve/vzdump",
+            &[("vmid", "101,102"), ("storage", "local")],
+        )
+        .await;
+    let id = upid(&r);
+    assert_eq!(sim.wait_task(&id).await["exitstatus"], json!("job errors"));
+    let log = sim.task_log(&id).await;
+    assert!(
+        log.contains(&format!("ERROR: Backup of VM 102 failed - {NOT_MOUNTED}")),
+        "{log:#?}"
+    );
+    assert!(
+        log.contains(&"INFO: Finished Backup of VM 101 (00:00:01)".to_string()),
+        "an excluded mount point on the pulled disk does not matter: {log:#?}"
+    );
+    let cfg = sim.agent("GET", "/nodes/pve/lxc/102/config", &[]).await;
+    assert!(cfg.data().get("lock").is_none(), "{}", cfg.text);
+}
