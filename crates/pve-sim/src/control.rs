@@ -1,5 +1,7 @@
 //! Test controls under `/_sim/` (unauthenticated, for loopback test use only): fault
-//! injection (delays, dropped connections, injected 501/59x answers), task timing, storage reachability, ACLs and roles, the request log, the
+//! injection (delays, dropped connections, injected 501/59x answers), task timing, storage
+//! backends (reachability, latency), removable filesystems (`/_sim/usb`, see [`crate::usb`]),
+//! volume content tags and archive contents, ACLs and roles, the request log, the
 //! certificate, and `pct create` as root on the host. Documented in the crate README.
 
 use std::collections::VecDeque;

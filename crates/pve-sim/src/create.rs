@@ -156,7 +156,7 @@ pub fn create(call: &Call) -> Result<Reply, ApiError> {
             targets.push(storage.clone());
         }
         for sid in &targets {
-            check_and_activate(st, sid)?;
+            check_and_activate(st, &user, sid)?;
         }
         let source = st
             .volumes
@@ -230,8 +230,8 @@ fn is_mp_key(key: &str) -> bool {
 }
 
 /// `check_and_activate_storage` (LXC.pm:346-360): enabled on this node, `rootdir` content,
-/// then `activate_storage`.
-fn check_and_activate(st: &State, sid: &str) -> Result<(), ApiError> {
+/// `Datastore.AllocateSpace`, then `activate_storage`.
+fn check_and_activate(st: &State, user: &str, sid: &str) -> Result<(), ApiError> {
     let sto = st
         .storages
         .get(sid)
@@ -242,6 +242,15 @@ fn check_and_activate(st: &State, sid: &str) -> Result<(), ApiError> {
             "storage",
             format!("storage '{sid}' does not support container directories"),
         ));
+    }
+    if user != "root@pam" {
+        st.access
+            .check(
+                user,
+                &format!("/storage/{sid}"),
+                &["Datastore.AllocateSpace"],
+            )
+            .map_err(ApiError::Forbidden)?;
     }
     activation::activate(st, sid).map_err(|e| ApiError::Fail(format!("{e}\n")))
 }
