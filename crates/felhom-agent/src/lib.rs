@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod demo;
 pub mod journal_port;
 pub mod ledger;
+pub mod localapi_audit;
 pub mod localapi_wiring;
 pub mod logging;
 pub mod proxmox;

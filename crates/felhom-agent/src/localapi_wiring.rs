@@ -4,10 +4,8 @@
 //!
 //! - [`JournalTokens`]: tokens in the journal (`local_api_tokens`, only a hash of each secret);
 //!   minting and revoking are audited.
-//! - [`JournalAudit`]: every call into the journal's hash-chained audit log (kind `local_api`,
-//!   actor = token id, action = route, target = `vmid:N`), written by a thread of its own on a
-//!   connection of its own, so a request never waits for an audit fsync; a full hand-off queue
-//!   is logged, never silently dropped.
+//! - [`JournalAudit`] (in `localapi_audit.rs`): every call into the journal's hash-chained
+//!   audit log, batched by a writer thread of its own; a mutation's record is never dropped.
 //! - [`HandleOps`]: snapshot, rollback and backup submitted through the reconcile engine's
 //!   [`AgentHandle`]: journaled as ops of kind `local_api`, run by the one executor in the
 //!   guest's queue (never overlapping a reconcile step or an operator op on the same guest),
@@ -21,27 +19,22 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use journal::{Journal, JournalError, LocalApiToken, NewAuditEntry, OpRecord, OpStatus};
 use localapi::{
-    Audit, AuditEvent, BackupPolicy, BackupSection, BackupState, BackupStatus, GuestMount,
-    GuestOps, GuestView, Limits, OpAccepted, OpDone, OpError, PortError, PortFuture, Ports,
-    RestoreTestState, RestoreTestStatus, SystemClock, TokenHash, TokenId, TokenRecord, TokenState,
-    TokenStore,
+    BackupPolicy, BackupSection, BackupState, BackupStatus, GuestMount, GuestOps, GuestView,
+    Limits, OpAccepted, OpDone, OpError, PortError, PortFuture, Ports, RestoreTestState,
+    RestoreTestStatus, SystemClock, TokenHash, TokenId, TokenRecord, TokenState, TokenStore,
 };
 use pve::{SnapshotName, Vmid};
 use reconcile::{GuestOp, OpFailure, OpTicket, Origin, SubmitError};
 
 use crate::config::Config;
 
-/// Audit kind of every local-API record.
-pub const AUDIT_KIND: &str = "local_api";
-/// Events waiting for the audit writer before new ones are logged as lost.
-const AUDIT_QUEUE: usize = 4096;
+pub use crate::localapi_audit::{JournalAudit, AUDIT_KIND};
 /// `Retry-After` when the guest's queue is full or the guest is locked.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 /// A positive `guest_exists` answer is reused this long (it is asked on every call).
@@ -168,76 +161,6 @@ impl TokenStore for JournalTokens {
             .local_api_tokens()
             .map_err(|e| tokens_err("listing tokens", e))?;
         rows.into_iter().map(record_of).collect()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Audit
-
-/// [`Audit`] into the journal's audit log. `record` only hands the event to a writer thread;
-/// if that thread falls [`AUDIT_QUEUE`] events behind, further events are logged as lost (with
-/// token id, route and outcome) instead of blocking requests.
-pub struct JournalAudit {
-    tx: SyncSender<AuditEvent>,
-}
-
-impl JournalAudit {
-    /// Starts the writer thread on a connection of its own (each entry is an fsynced
-    /// transaction; on the engine's shared connection it would hold the mutex every request
-    /// and every reconcile step takes). It ends when the last `JournalAudit` is dropped, after
-    /// writing what was queued.
-    pub fn start(mut journal: Journal) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel::<AuditEvent>(AUDIT_QUEUE);
-        std::thread::Builder::new()
-            .name("localapi-audit".into())
-            .spawn(move || {
-                for event in rx {
-                    let e = audit_entry(&event);
-                    if let Err(err) = journal.append_audit(&e) {
-                        tracing::error!(
-                            error = %reconcile::error_chain(&err),
-                            token_id = e.actor.as_deref().unwrap_or("-"),
-                            route = %event.route,
-                            outcome = event.outcome,
-                            "local api audit entry not written"
-                        );
-                    }
-                }
-            })?;
-        Ok(JournalAudit { tx })
-    }
-}
-
-/// The journal's form of one call: never the token, only its id.
-pub fn audit_entry(event: &AuditEvent) -> NewAuditEntry {
-    let detail = serde_json::json!({
-        "status": event.status,
-        "peer": event.peer.map(|p| p.to_string()),
-        "detail": event.detail,
-    });
-    NewAuditEntry::new(unix(event.at), AUDIT_KIND, event.outcome)
-        .actor(event.token_id.map(|t| t.to_string()))
-        .action(&event.route)
-        .vmid(event.vmid.map(|v| v.get()))
-        .reason(event.guest_id_attempt.then_some("guest-id-attempt"))
-        .detail(detail.to_string())
-}
-
-impl Audit for JournalAudit {
-    fn record(&self, event: AuditEvent) {
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(event)) | Err(TrySendError::Disconnected(event)) => {
-                tracing::error!(
-                    token_id = ?event.token_id,
-                    vmid = event.vmid.map(|v| v.get()),
-                    route = %event.route,
-                    status = event.status,
-                    outcome = event.outcome,
-                    "local api audit queue full; entry lost"
-                );
-            }
-        }
     }
 }
 
@@ -708,28 +631,6 @@ pub async fn start_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn audit_entries_name_the_token_id_only() {
-        let id: TokenId = "0123456789abcdef".parse().unwrap();
-        let e = audit_entry(&AuditEvent {
-            at: UNIX_EPOCH + Duration::from_secs(100),
-            token_id: Some(id),
-            vmid: Some(Vmid::new(101).unwrap()),
-            route: "POST /snapshot".into(),
-            status: 201,
-            outcome: "ok",
-            detail: None,
-            guest_id_attempt: true,
-            peer: Some("10.0.0.9".parse().unwrap()),
-        });
-        assert_eq!(e.kind, "local_api");
-        assert_eq!(e.actor.as_deref(), Some("0123456789abcdef"));
-        assert_eq!(e.action.as_deref(), Some("POST /snapshot"));
-        assert_eq!(e.target.as_deref(), Some("vmid:101"));
-        assert_eq!(e.reason.as_deref(), Some("guest-id-attempt"));
-        assert!(e.detail.unwrap().contains("10.0.0.9"));
-    }
 
     #[test]
     fn backup_status_follows_the_latest_op() {

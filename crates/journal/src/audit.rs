@@ -192,6 +192,21 @@ impl Journal {
         Ok(stored)
     }
 
+    /// Appends `entries` in order in one transaction (one fsync for all of them), linked as
+    /// if appended one by one; all or none are stored. Returns how many.
+    pub fn append_audit_batch(&mut self, entries: &[NewAuditEntry]) -> Result<usize, JournalError> {
+        let during = "appending to the audit log";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(JournalError::sql(during))?;
+        for entry in entries {
+            append_in(&tx, entry).map_err(JournalError::sql(during))?;
+        }
+        tx.commit().map_err(JournalError::sql(during))?;
+        Ok(entries.len())
+    }
+
     /// The last `n` entries, oldest first.
     pub fn audit_tail(&self, n: u32) -> Result<Vec<AuditEntry>, JournalError> {
         let during = "reading the audit log";
@@ -471,6 +486,22 @@ mod tests {
         assert_eq!(check.entries, 5);
         assert_eq!(check.first_broken, None);
         assert_eq!(check.head, tail[2].hash);
+    }
+
+    #[test]
+    fn a_batch_links_like_single_appends() {
+        let (_dir, mut j) = journal_with(2);
+        let batch: Vec<_> = (3..=6).map(|i| entry(i, "accepted", "b")).collect();
+        assert_eq!(j.append_audit_batch(&batch).unwrap(), 4);
+        let check = j.audit_verify().unwrap();
+        assert_eq!((check.entries, check.first_broken), (6, None));
+        let tail = j.audit_tail(6).unwrap();
+        assert_eq!(
+            tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(tail[2].prev_hash, tail[1].hash);
+        assert_eq!(j.append_audit_batch(&[]).unwrap(), 0);
     }
 
     #[test]

@@ -268,6 +268,8 @@ struct NullAudit;
 
 impl localapi::Audit for NullAudit {
     fn record(&self, _event: localapi::AuditEvent) {}
+
+    fn summary(&self, _summary: localapi::CallSummary) {}
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use pve::{SnapshotName, Vmid};
 
 use crate::policy::BackupPolicy;
 use crate::ports::{
-    Audit, AuditEvent, BackupState, BackupStatus, Clock, GuestMount, GuestOps, GuestView,
-    OpAccepted, OpDone, OpError, PortError, PortFuture, RestoreTestState, RestoreTestStatus,
-    SystemClock, TokenId, TokenRecord, TokenState, TokenStore,
+    Audit, AuditEvent, BackupState, BackupStatus, CallSummary, Clock, GuestMount, GuestOps,
+    GuestView, OpAccepted, OpDone, OpError, PortError, PortFuture, RestoreTestState,
+    RestoreTestStatus, SystemClock, TokenId, TokenRecord, TokenState, TokenStore,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -517,10 +517,11 @@ impl GuestView for FakeGuests {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Audit events in a list.
+/// Audit events and summaries in lists.
 #[derive(Debug, Default)]
 pub struct MemoryAudit {
     events: Mutex<Vec<AuditEvent>>,
+    summaries: Mutex<Vec<CallSummary>>,
 }
 
 impl MemoryAudit {
@@ -528,11 +529,20 @@ impl MemoryAudit {
     pub fn events(&self) -> Vec<AuditEvent> {
         lock(&self.events).clone()
     }
+
+    /// Every summary so far.
+    pub fn summaries(&self) -> Vec<CallSummary> {
+        lock(&self.summaries).clone()
+    }
 }
 
 impl Audit for MemoryAudit {
     fn record(&self, event: AuditEvent) {
         lock(&self.events).push(event);
+    }
+
+    fn summary(&self, summary: CallSummary) {
+        lock(&self.summaries).push(summary);
     }
 }
 

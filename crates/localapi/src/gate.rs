@@ -63,8 +63,10 @@ pub(crate) async fn gate(State(app): State<Arc<AppState>>, req: Request, next: N
     );
     async move {
         let mut caller = None;
+        let mut reached = false;
         let resp = match admit(&app, route, peer, req, &mut caller).await {
             Ok(req) => {
+                reached = true;
                 let bound = if route == "POST /snapshot" {
                     app.limits.snapshot_wait
                 } else {
@@ -78,7 +80,14 @@ pub(crate) async fn gate(State(app): State<Arc<AppState>>, req: Request, next: N
             }
             Err(err) => err.into_response(),
         };
-        finish(&app, route, peer, caller, resp)
+        finish(
+            &app,
+            route,
+            peer,
+            caller,
+            reached && is_mutating(route),
+            resp,
+        )
     }
     .instrument(span)
     .await
@@ -225,11 +234,17 @@ async fn collect_limited(mut body: Body, max: usize) -> Result<Bytes, BodyError>
     }
 }
 
+/// Routes whose handler asks for a guest mutation.
+fn is_mutating(route: &str) -> bool {
+    matches!(route, "POST /snapshot" | "POST /rollback" | "POST /backup")
+}
+
 fn finish(
     app: &AppState,
     route: &'static str,
     peer: Option<IpAddr>,
     caller: Option<Caller>,
+    mutation: bool,
     mut resp: Response,
 ) -> Response {
     let status = resp.status();
@@ -249,41 +264,37 @@ fn finish(
         route: route.to_owned(),
         status: status.as_u16(),
         outcome: outcome.code,
-        detail: outcome.detail.clone(),
+        detail: outcome.detail,
         guest_id_attempt: outcome.guest_id_attempt,
         peer,
+        mutation,
     };
-    let detail = outcome.detail.as_deref().unwrap_or("");
-    if outcome.guest_id_attempt {
+    // A summarised call is neither audited nor logged one by one: a flood writes one line and
+    // one entry per address and interval, not one per call.
+    if let Some(event) = app.summary.admit(event) {
+        log(&event);
+        app.ports.audit.record(event);
+    }
+    resp
+}
+
+fn log(event: &AuditEvent) {
+    let (status, outcome) = (event.status, event.outcome);
+    let detail = event.detail.as_deref().unwrap_or("");
+    if event.guest_id_attempt {
         tracing::warn!(
-            status = status.as_u16(),
-            outcome = outcome.code,
+            status,
+            outcome,
             detail,
             "local api call tried to name a guest"
         );
-    } else if status.is_server_error() {
-        tracing::warn!(
-            status = status.as_u16(),
-            outcome = outcome.code,
-            detail,
-            "local api call failed"
-        );
-    } else if status.is_client_error() {
-        tracing::info!(
-            status = status.as_u16(),
-            outcome = outcome.code,
-            detail,
-            "local api call refused"
-        );
+    } else if (500..600).contains(&status) {
+        tracing::warn!(status, outcome, detail, "local api call failed");
+    } else if (400..500).contains(&status) {
+        tracing::info!(status, outcome, detail, "local api call refused");
     } else {
-        tracing::debug!(
-            status = status.as_u16(),
-            outcome = outcome.code,
-            "local api call"
-        );
+        tracing::debug!(status, outcome, "local api call");
     }
-    app.ports.audit.record(event);
-    resp
 }
 
 #[cfg(test)]

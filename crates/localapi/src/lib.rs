@@ -13,6 +13,7 @@
 //! Start reading at [`routes::app`] (the router), then `gate.rs` (authentication, limits,
 //! audit) and [`request`] (what it parses from the client), then [`ports`]. `docs/local-api.md` is the controller-facing reference.
 
+mod conns;
 pub mod error;
 pub mod fakes;
 mod gate;
@@ -23,20 +24,23 @@ pub mod reply;
 pub mod request;
 pub mod routes;
 pub mod server;
+mod summary;
 pub mod tls;
 pub mod token;
 
 pub use error::Error;
 pub use policy::{backup_due, is_due, BackupPolicy, BackupSection, Due, DueReason, Schedule};
 pub use ports::{
-    Audit, AuditEvent, BackupState, BackupStatus, Clock, GuestMount, GuestOps, GuestView,
-    OpAccepted, OpDone, OpError, PortError, PortFuture, RestoreTestState, RestoreTestStatus,
-    StorageClass, SystemClock, TokenHash, TokenId, TokenRecord, TokenState, TokenStore,
+    Audit, AuditEvent, BackupState, BackupStatus, CallSummary, Clock, GuestMount, GuestOps,
+    GuestView, OpAccepted, OpDone, OpError, PortError, PortFuture, RestoreTestState,
+    RestoreTestStatus, StorageClass, SystemClock, TokenHash, TokenId, TokenRecord, TokenState,
+    TokenStore,
 };
 pub use ratelimit::RateLimit;
 pub use reply::Code;
 pub use routes::{app, Caller, Limits, Ports, ROUTES};
 pub use server::{serve, start, Running};
+pub use summary::MAX_PEERS as SUMMARY_MAX_PEERS;
 pub use tls::{fingerprint, Identity};
 pub use token::{mint, revoke, revoke_guest, rotate, MintedToken};
 

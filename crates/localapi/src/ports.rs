@@ -430,15 +430,42 @@ pub struct AuditEvent {
     pub guest_id_attempt: bool,
     /// The client's address.
     pub peer: Option<IpAddr>,
+    /// The call authenticated, passed the limits and reached a mutating route's handler
+    /// (snapshot, rollback, backup), whatever the handler then answered. A sink may shed read
+    /// records under pressure; it must never drop one of these.
+    pub mutation: bool,
+}
+
+/// The calls of one peer that were refused as `unauthorized` or `rate_limited` in one interval,
+/// after the first (which is recorded as an [`AuditEvent`] of its own). See `summary.rs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSummary {
+    /// When the interval ended.
+    pub at: SystemTime,
+    /// When the first of these calls' peer was first refused in the interval.
+    pub since: SystemTime,
+    /// The peer; `None` with [`CallSummary::other_addresses`] for the shared tally of addresses
+    /// past the cap, or for calls whose address was unknown.
+    pub peer: Option<IpAddr>,
+    /// The tally of every address past the per-interval cap.
+    pub other_addresses: bool,
+    /// Calls counted.
+    pub calls: u64,
+    /// Calls per outcome code, by code.
+    pub by_outcome: Vec<(&'static str, u64)>,
+    /// Calls per route label, by label.
+    pub by_route: Vec<(String, u64)>,
 }
 
 /// The audit sink (the journal's hash-chained audit log in the agent).
 ///
-/// `record` is called on the request path for every call: it must not block (hand the event to
-/// a channel and write it from a task) and must not fail the request.
+/// `record` and `summary` are called on the request path: they must not block (hand the
+/// entry to a channel and write it from a task) and must not fail the request.
 pub trait Audit: Send + Sync + 'static {
     /// Records one call.
     fn record(&self, event: AuditEvent);
+    /// Records the summary of a peer's refused calls in one interval.
+    fn summary(&self, summary: CallSummary);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ use crate::ports::{
 use crate::ratelimit::{Limiter, RateLimit};
 use crate::reply::{rfc3339, success, ApiError, Code};
 use crate::request;
+use crate::summary::Summariser;
 
 /// The routes, as `(method, path)`. Anything else is 404 or 405.
 pub const ROUTES: [(&str, &str); 7] = [
@@ -78,8 +79,16 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Bound on `POST /snapshot` waiting for the snapshot; else 504.
     pub snapshot_wait: Duration,
-    /// Open connections per listener; further ones are closed at once.
+    /// Open connections per listener. Past it, a connection still in its TLS handshake (from
+    /// the address holding the most) is evicted for the new one; with none to evict, the new
+    /// one is closed at once.
     pub max_connections: usize,
+    /// Open connections per client address and listener; further ones are closed at once, so
+    /// one guest cannot take the slots every controller shares.
+    pub max_connections_per_peer: usize,
+    /// Unauthenticated and rate-limited calls are counted per address over this interval and
+    /// recorded as one summary entry (the first of each address in full).
+    pub audit_summary_interval: Duration,
 }
 
 impl Default for Limits {
@@ -94,6 +103,8 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             snapshot_wait: Duration::from_secs(120),
             max_connections: 256,
+            max_connections_per_peer: 32,
+            audit_summary_interval: Duration::from_secs(60),
         }
     }
 }
@@ -104,6 +115,33 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     pub(crate) per_token: Limiter<TokenId>,
     pub(crate) per_peer: Limiter<Option<IpAddr>>,
+    pub(crate) summary: Summariser,
+}
+
+impl AppState {
+    pub(crate) fn new(ports: Ports, limits: Limits) -> Arc<Self> {
+        Arc::new(AppState {
+            per_token: Limiter::new(limits.per_token),
+            per_peer: Limiter::new(limits.unauthenticated),
+            summary: Summariser::default(),
+            ports,
+            limits,
+        })
+    }
+
+    /// Ends the summary interval: hands each peer's summary to the audit sink.
+    pub(crate) fn flush_summaries(&self) {
+        for summary in self.summary.drain(self.ports.clock.now()) {
+            tracing::warn!(
+                peer = ?summary.peer,
+                other_addresses = summary.other_addresses,
+                calls = summary.calls,
+                by_outcome = ?summary.by_outcome,
+                "local api refused calls from one address, summarised"
+            );
+            self.ports.audit.summary(summary);
+        }
+    }
 }
 
 /// The authenticated caller, put into the request by the gate.
@@ -118,13 +156,14 @@ pub struct Caller {
 /// The router with the gate in front; serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` (the gate rate-limits failed
 /// authentication per client address). Testable without a socket.
+///
+/// Summaries of refused calls are flushed by [`crate::start`]'s timer; a router built here
+/// alone records each peer's first refusal and counts the rest.
 pub fn app(ports: Ports, limits: Limits) -> Router {
-    let state = Arc::new(AppState {
-        per_token: Limiter::new(limits.per_token),
-        per_peer: Limiter::new(limits.unauthenticated),
-        ports,
-        limits,
-    });
+    router(AppState::new(ports, limits))
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/storage", get(storage))
         .route("/snapshot", post(snapshot))

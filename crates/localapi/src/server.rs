@@ -1,6 +1,7 @@
 //! Listening: one HTTPS listener per `local_api.listen` address, HTTP/1.1 only, with a TLS
-//! handshake timeout, hyper's header read timeout, a header size cap and a cap on open
-//! connections per listener. Started and stopped with the daemon ([`start`] + [`Running::shutdown`],
+//! handshake timeout, hyper's header read timeout, a header size cap, and connection slots per
+//! listener and per client address (`conns.rs`). Also the timer that ends each audit summary
+//! interval. Started and stopped with the daemon ([`start`] + [`Running::shutdown`],
 //! or [`serve`] until a shutdown future resolves).
 
 use std::future::Future;
@@ -17,21 +18,41 @@ use axum_server::Handle;
 use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::conns::{Slot, Slots};
 use crate::error::Error;
-use crate::routes::{app, Limits, Ports};
+use crate::routes::{router, AppState, Limits, Ports};
 
 /// Request line plus headers larger than this are refused by hyper (431). hyper's minimum.
 const MAX_HEADER_BUF: usize = 8192;
 
 /// The running listeners.
-#[derive(Debug)]
 pub struct Running {
     addrs: Vec<SocketAddr>,
     handles: Vec<Handle<SocketAddr>>,
     tasks: Vec<(SocketAddr, JoinHandle<io::Result<()>>)>,
+    state: Arc<AppState>,
+    flusher: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ends a summary interval every `every` (see `summary.rs`).
+async fn flush_summaries(state: Arc<AppState>, every: Duration) {
+    let every = every.max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.flush_summaries();
+    }
 }
 
 /// Binds every address in `listen` and starts serving. Binding happens before this returns,
@@ -43,12 +64,18 @@ pub async fn start(
     ports: Ports,
     limits: Limits,
 ) -> Result<Running, Error> {
-    let router = app(ports, limits.clone());
+    let state = AppState::new(ports, limits.clone());
+    let router = router(state.clone());
     let tls = RustlsConfig::from_config(tls);
     let mut running = Running {
         addrs: Vec::new(),
         handles: Vec::new(),
         tasks: Vec::new(),
+        flusher: tokio::spawn(flush_summaries(
+            state.clone(),
+            limits.audit_summary_interval,
+        )),
+        state,
     };
     for &addr in listen {
         let std_listener = std::net::TcpListener::bind(addr)
@@ -57,11 +84,10 @@ pub async fn start(
         let local = std_listener
             .local_addr()
             .map_err(|source| Error::Listen { addr, source })?;
-        let acceptor = RustlsAcceptor::new(tls.clone())
-            .handshake_timeout(limits.handshake_timeout)
-            .acceptor(LimitAcceptor {
-                slots: Arc::new(Semaphore::new(limits.max_connections)),
-            });
+        let acceptor = Guarded {
+            inner: RustlsAcceptor::new(tls.clone()).handshake_timeout(limits.handshake_timeout),
+            slots: Slots::new(limits.max_connections, limits.max_connections_per_peer),
+        };
         let handle = Handle::new();
         let mut server = axum_server::from_tcp(std_listener)
             .map_err(|source| Error::Listen { addr, source })?
@@ -112,6 +138,9 @@ impl Running {
                 }
             }
         }
+        self.flusher.abort();
+        // What was counted since the last tick is not lost with the listener.
+        self.state.flush_summaries();
         tracing::info!("local api stopped");
         first_err.map_or(Ok(()), Err)
     }
@@ -131,48 +160,65 @@ pub async fn serve(
     running.shutdown(grace).await
 }
 
-/// Caps open connections: a connection over the cap is closed before the TLS handshake
+/// Admits each TCP connection to a slot ([`Slots`]) before its TLS handshake, runs the
+/// handshake (`inner`, the rustls acceptor with its timeout) unless the slot is evicted first,
+/// and marks the slot established once it is done. A refused or evicted connection is closed
 /// (axum-server drops a connection whose acceptor fails). Also sets `TCP_NODELAY`: answers are
 /// small and latency matters more than packet count.
 #[derive(Clone)]
-struct LimitAcceptor {
-    slots: Arc<Semaphore>,
+struct Guarded<A> {
+    inner: A,
+    slots: Arc<Slots>,
 }
 
-impl<S: Send + 'static> Accept<TcpStream, S> for LimitAcceptor {
-    type Stream = Slotted;
-    type Service = S;
-    type Future = std::future::Ready<io::Result<(Slotted, S)>>;
+impl<A, S> Accept<TcpStream, S> for Guarded<A>
+where
+    A: Accept<TcpStream, S> + Clone + Send + Sync + 'static,
+    A::Future: Send + 'static,
+    A::Stream: Send + 'static,
+    A::Service: Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = Slotted<A::Stream>;
+    type Service = A::Service;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let result = match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                // Best effort; a failure only costs latency.
-                let _ = stream.set_nodelay(true);
-                Ok((
-                    Slotted {
-                        stream,
-                        _permit: permit,
-                    },
-                    service,
-                ))
-            }
-            Err(_) => {
-                tracing::warn!("local api connection limit reached; connection closed");
-                Err(io::Error::other("connection limit reached"))
+        let peer = match stream.peer_addr() {
+            Ok(addr) => addr.ip(),
+            Err(err) => return Box::pin(std::future::ready(Err(err))),
+        };
+        let (slot, evicted) = match self.slots.admit(peer) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                return Box::pin(std::future::ready(Err(io::Error::other(format!(
+                    "connection refused: {refusal:?}"
+                )))))
             }
         };
-        std::future::ready(result)
+        // Best effort; a failure only costs latency.
+        let _ = stream.set_nodelay(true);
+        let handshake = self.inner.accept(stream, service);
+        Box::pin(async move {
+            tokio::select! {
+                done = handshake => {
+                    let (stream, service) = done?;
+                    slot.established();
+                    Ok((Slotted { stream, _slot: slot }, service))
+                }
+                () = evicted.wait() => Err(io::Error::other("evicted during the TLS handshake")),
+            }
+        })
     }
 }
 
 /// A connection holding one of the listener's slots until it is dropped.
-struct Slotted {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
+struct Slotted<S> {
+    stream: S,
+    _slot: Slot,
 }
 
-impl AsyncRead for Slotted {
+impl<S: AsyncRead + Unpin> AsyncRead for Slotted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -182,7 +228,7 @@ impl AsyncRead for Slotted {
     }
 }
 
-impl AsyncWrite for Slotted {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Slotted<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod lxc;
 pub mod node;
 pub mod perms;
+pub mod prune;
 pub mod request;
 pub mod roles;
 pub mod schema;

@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::envelope::{ApiError, Reply};
 use crate::{
-    control, lxc, node, perms, request, snapshot, storage, storage_cfg, task_api, vzdump, Sim,
+    control, lxc, node, perms, prune, request, snapshot, storage, storage_cfg, task_api, vzdump,
+    Sim,
 };
 
 /// Largest accepted body (pve-http-server `AnyEvent.pm:54`).
@@ -283,6 +284,8 @@ pub async fn dispatch(
         ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}") => {
             return Some(storage::delete_volume(call).await)
         }
+        ("GET", "/nodes/{node}/storage/{storage}/prunebackups") => prune::dry_run(call),
+        ("DELETE", "/nodes/{node}/storage/{storage}/prunebackups") => prune::prune(call),
         ("GET", "/storage") => storage_cfg::cfg_list(call),
         ("POST", "/storage") => storage_cfg::cfg_create(call),
         ("GET", "/storage/{storage}") => storage_cfg::cfg_get(call),

@@ -117,6 +117,13 @@ pub enum Work {
         /// The volume (backup archive) to delete.
         volid: String,
     },
+    /// `prunebackups`: the backups the retention marked `remove` when the task started.
+    Prune {
+        /// The guest whose backups are pruned (`None`: every guest on the storage).
+        vmid: Option<u32>,
+        /// Volume ids to remove.
+        victims: Vec<String>,
+    },
 }
 
 impl Work {
@@ -135,6 +142,7 @@ impl Work {
             | Work::DelSnapshot { vmid, .. } => Some(*vmid),
             Work::Vzdump(job) => job.vmids.first().copied(),
             Work::ImgDel { .. } => None,
+            Work::Prune { vmid, .. } => *vmid,
         }
     }
 
@@ -149,7 +157,7 @@ impl Work {
             Work::Rollback { vmid, name, .. } => snapshot::begin_rollback(st, *vmid, name, log),
             Work::DelSnapshot { vmid, name } => snapshot::begin_delete(st, *vmid, name),
             Work::Vzdump(job) => vzdump::begin(job, st, log),
-            Work::ImgDel { .. } => Ok(()),
+            Work::ImgDel { .. } | Work::Prune { .. } => Ok(()),
         }
     }
 
@@ -172,6 +180,7 @@ impl Work {
             Work::DelSnapshot { vmid, name } => snapshot::finish_delete(st, *vmid, name),
             Work::Vzdump(job) => vzdump::finish(job, st, log, now),
             Work::ImgDel { volid } => storage::finish_imgdel(st, volid, log),
+            Work::Prune { victims, .. } => crate::prune::finish(st, victims, log),
         }
     }
 

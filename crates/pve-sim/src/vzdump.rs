@@ -397,7 +397,9 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
                 content: "backup".into(),
                 format: format!("tar{}", ext.trim_start_matches(".tar")),
                 size,
-                ctime: now,
+                // PVE reads a backup's ctime from its name (pve-storage `archive_info`), so a
+                // name bumped past a same-second archive carries the bumped time.
+                ctime: t,
                 vmid: Some(vmid),
                 notes,
                 protected: job.protected,

@@ -27,6 +27,7 @@ mod lxc;
 mod lxc_config;
 mod node;
 mod privileges;
+mod prune;
 mod secret;
 mod snapshot;
 mod storage;
@@ -47,6 +48,7 @@ pub use node::{
     UsbDevice, VersionInfo,
 };
 pub use privileges::{missing_privileges, FELHOM_AGENT_PRIVILEGES};
+pub use prune::{prune_task_id, PruneMark, Retention};
 pub use secret::Secret;
 pub use snapshot::{SnapshotInfo, SnapshotName};
 pub use storage::{

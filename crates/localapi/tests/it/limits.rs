@@ -232,3 +232,158 @@ async fn oversized_headers_are_refused() {
     assert!(h.audit.events().is_empty());
     h.stop().await;
 }
+
+/// Issue 11 item 6: a flood without a token is one full audit entry and, when the interval
+/// ends, one summary for the address; an authenticated caller's calls, mutations included,
+/// keep an entry each.
+#[tokio::test]
+async fn a_flood_without_a_token_is_one_entry_and_one_summary() {
+    let h = Harness::start().await;
+    h.give_backup_policy(101);
+    // 100 at once: under the test harness's per-address connection cap.
+    let flood = (0..100).map(|_| h.call(Method::GET, "/backup/status", None, None));
+    let answers = futures_join_all(flood.collect()).await;
+    let limited = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(limited > 0, "the address limit never applied");
+    let t = h.t101.expose().to_owned();
+    let (snap, _) = h
+        .call(
+            Method::POST,
+            "/snapshot",
+            Some(&t),
+            Some(r#"{"name":"s1"}"#),
+        )
+        .await;
+    assert_eq!(snap, StatusCode::CREATED);
+    let (read, _) = h.call(Method::GET, "/backup/status", Some(&t), None).await;
+    assert_eq!(read, StatusCode::OK);
+
+    let events = h.audit.events();
+    let refused: Vec<_> = events.iter().filter(|e| e.token_id.is_none()).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let mine: Vec<_> = events.iter().filter(|e| e.token_id.is_some()).collect();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(mine[0].mutation && mine[0].route == "POST /snapshot");
+    assert!(!mine[1].mutation);
+
+    let audit = h.audit.clone();
+    h.stop().await;
+    let summaries = audit.summaries();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0].calls, 99);
+    let by: std::collections::BTreeMap<_, _> = summaries[0].by_outcome.iter().cloned().collect();
+    assert_eq!(
+        by.get("rate_limited").copied().unwrap_or(0) as usize,
+        limited
+    );
+    assert_eq!(
+        by.values().sum::<u64>(),
+        99,
+        "{:?}",
+        summaries[0].by_outcome
+    );
+}
+
+/// Opens `n` TCP connections from `local` that never start a TLS handshake, and says how many
+/// the server closed within `wait`.
+async fn idle_connections(
+    h: &Harness,
+    local: [u8; 4],
+    n: usize,
+    wait: Duration,
+) -> (Vec<tokio::net::TcpStream>, usize) {
+    use tokio::io::AsyncReadExt;
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from((local, 0))).unwrap();
+        open.push(socket.connect(h.addr).await.unwrap());
+    }
+    tokio::time::sleep(wait).await;
+    let mut kept = Vec::new();
+    let mut closed = 0;
+    for mut s in open {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(5), s.read(&mut byte)).await {
+            // Still open, waiting for a ClientHello.
+            Err(_) => kept.push(s),
+            Ok(_) => closed += 1,
+        }
+    }
+    (kept, closed)
+}
+
+/// Issue 11 item 7: 300 idle connections from one guest once took every shared slot; now the
+/// address holds its share and another guest's controller is served during the flood.
+#[tokio::test]
+async fn idle_connections_from_one_guest_do_not_lock_out_another() {
+    let limits = Limits {
+        max_connections_per_peer: 32,
+        ..test_limits()
+    };
+    let h = Harness::with_limits(limits).await;
+    let (kept, closed) =
+        idle_connections(&h, [127, 0, 0, 1], 300, Duration::from_millis(300)).await;
+    assert_eq!(kept.len(), 32, "{closed} closed");
+    assert_eq!(closed, 268);
+    let other = h.client_from([127, 0, 0, 2]);
+    for _ in 0..5 {
+        let resp = other
+            .get(h.url("/backup/status"))
+            .header("authorization", format!("Bearer {}", h.t102.expose()))
+            .send()
+            .await
+            .expect("the second guest was locked out");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    drop(kept);
+    h.stop().await;
+}
+
+/// Issue 11 item 7: when the listener is full of connections that never finished their
+/// handshake (from many addresses, each under its cap), a new guest's connection takes the
+/// slot of one of them instead of being closed.
+#[tokio::test]
+async fn a_full_listener_evicts_handshakes_for_a_new_guest() {
+    let limits = Limits {
+        max_connections: 64,
+        max_connections_per_peer: 16,
+        ..test_limits()
+    };
+    let h = Harness::with_limits(limits).await;
+    let mut held = Vec::new();
+    for last in 10..14 {
+        let (kept, closed) =
+            idle_connections(&h, [127, 0, 0, last], 16, Duration::from_millis(50)).await;
+        assert_eq!((kept.len(), closed), (16, 0));
+        held.extend(kept);
+    }
+    let other = h.client_from([127, 0, 0, 2]);
+    for _ in 0..3 {
+        let resp = other
+            .get(h.url("/backup/status"))
+            .header("authorization", format!("Bearer {}", h.t102.expose()))
+            .send()
+            .await
+            .expect("a full listener closed the new guest's connection");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    // Exactly one idle connection made room (reqwest reused its connection).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut evicted = 0;
+    for mut s in held {
+        use tokio::io::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(5), s.read(&mut byte))
+            .await
+            .is_ok()
+        {
+            evicted += 1;
+        }
+    }
+    assert_eq!(evicted, 1);
+    h.stop().await;
+}

@@ -27,6 +27,9 @@ pub fn test_limits() -> Limits {
         header_timeout: Duration::from_millis(800),
         body_timeout: Duration::from_millis(800),
         handshake_timeout: Duration::from_secs(2),
+        // Every test client is 127.0.0.1, and some open dozens of connections at once; the
+        // per-address cap has tests of its own (limits.rs).
+        max_connections_per_peer: 128,
         ..Limits::default()
     }
 }
@@ -150,10 +153,24 @@ impl Harness {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Stops the server; its last summaries are then in `audit`.
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown(Duration::from_secs(1)).await.unwrap();
         }
+    }
+
+    /// A pinned client whose connections come from `local` (any 127.0.0.0/8 address on
+    /// Linux): another guest, as far as the server's per-address limits can tell.
+    pub fn client_from(&self, local: [u8; 4]) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(pve::pinned_client_config(self.fingerprint).unwrap())
+            .https_only(true)
+            .local_address(std::net::IpAddr::from(local))
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
     }
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use pve::{
     property_value, ConfigUpdate, CreateLxc, DestroyOptions, Error, NewStorage, ResourceType,
-    RestoreLxc, Secret, SnapshotName, StorageKind, TaskListQuery, TaskOutcome, TaskState, Vmid,
-    VzdumpMode, VzdumpOutcome, VzdumpRequest,
+    RestoreLxc, Retention, Secret, SnapshotName, StorageKind, TaskListQuery, TaskOutcome,
+    TaskState, Vmid, VzdumpMode, VzdumpOutcome, VzdumpRequest,
 };
 use serde_json::json;
 
@@ -554,6 +554,79 @@ async fn backup_restore_and_volume_delete() {
     let log = env.audit().await;
     let path = format!("/nodes/pve/storage/local/content/{volid}");
     assert_eq!(logged(&log, "DELETE", &path)[0]["status"], 200);
+}
+
+/// Prune by retention (pve-storage `PruneBackups.pm`): the dry run marks, the `prunebackups`
+/// task (id `<vmid>@<storage>`) removes only this guest's unprotected `remove` backups.
+#[tokio::test]
+async fn prune_backups_by_retention() {
+    let env = Env::start(2, 20);
+    let (a, b) = (vmid(100), vmid(101));
+    let mut made = Vec::new();
+    for (guest, protected) in [(a, true), (a, false), (a, false), (a, false), (b, false)] {
+        let mut req = VzdumpRequest::new(guest, "local");
+        req.remove = Some(false);
+        req.protected = Some(protected);
+        let VzdumpOutcome::Task(upid) = env.agent.vzdump(&req).await.unwrap() else {
+            panic!("no task");
+        };
+        env.wait(pve::TaskRef::Task(upid)).await.unwrap();
+        made.push(guest);
+    }
+    let keep = Retention {
+        last: 2,
+        ..Retention::default()
+    };
+    let marks = env.agent.prune_dry_run("local", a, &keep).await.unwrap();
+    let count = |m: &str| marks.iter().filter(|x| x.mark == m).count();
+    assert_eq!(
+        (count("keep"), count("remove"), count("protected")),
+        (2, 1, 1),
+        "{marks:?}"
+    );
+    let victim = marks
+        .iter()
+        .find(|m| m.mark == "remove")
+        .unwrap()
+        .volid
+        .clone();
+    let newest = marks
+        .iter()
+        .filter(|m| m.mark == "keep")
+        .map(|m| m.ctime)
+        .min();
+    assert!(newest > marks.iter().find(|m| m.mark == "remove").map(|m| m.ctime));
+
+    let task = env.agent.prune_backups("local", a, &keep).await.unwrap();
+    let upid = task.upid().cloned().expect("a task");
+    assert_eq!((upid.task_type(), upid.id()), ("prunebackups", "100@local"));
+    env.wait_ok(Ok(task)).await;
+    let log = env.agent.task_log_tail(&upid, 10).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l == &format!("removing backup '{victim}'")),
+        "{log:?}"
+    );
+    let left = |guest| {
+        let agent = env.agent.clone();
+        async move {
+            agent
+                .storage_content("local", Some("backup"), Some(guest))
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(left(a).await, 3, "two kept and the protected one");
+    assert_eq!(left(b).await, 1, "another guest's backups are untouched");
+
+    // An empty retention is never sent; a bad one is PVE's 400.
+    assert!(env
+        .agent
+        .prune_backups("local", a, &Retention::default())
+        .await
+        .is_err());
+    env.audit().await;
 }
 
 #[tokio::test]
