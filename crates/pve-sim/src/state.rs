@@ -89,6 +89,9 @@ pub struct Volume {
     /// For backups: the mount points whose files the archive holds, with their data tags.
     #[serde(default)]
     pub archived_mounts: Vec<ArchivedMount>,
+    /// For PBS backups made with an encryption key: the key's fingerprint (`encrypted`).
+    #[serde(default)]
+    pub encrypted: Option<String>,
 }
 
 /// One mount point whose files a backup archive holds.
@@ -264,6 +267,7 @@ impl State {
                 archive: None,
                 data: None,
                 archived_mounts: Vec::new(),
+                encrypted: None,
             },
         );
         for i in 0..guests {
@@ -355,6 +359,7 @@ pub fn disk_volume(vmid: u32, size: u64, now: i64) -> Volume {
         archive: None,
         data: None,
         archived_mounts: Vec::new(),
+        encrypted: None,
     }
 }
 

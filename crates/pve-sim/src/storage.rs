@@ -208,6 +208,9 @@ pub async fn content(call: &Call<'_>) -> Result<Reply, ApiError> {
                 if v.protected {
                     item["protected"] = json!(1);
                 }
+                if let Some(fp) = &v.encrypted {
+                    item["encrypted"] = json!(fp);
+                }
                 if v.content == "rootdir" || v.content == "images" {
                     item["used"] = json!(v.size / 8);
                 }

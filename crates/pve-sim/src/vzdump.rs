@@ -69,6 +69,12 @@ fn stamp(epoch: i64) -> String {
     format!("{y:04}_{mo:02}_{d:02}-{h:02}_{mi:02}_{s:02}")
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC), the time part of a PBS backup volid.
+fn pbs_time(epoch: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(epoch);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
 fn human_time(epoch: i64) -> String {
     let (y, mo, d, h, mi, s) = civil(epoch);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
@@ -335,9 +341,24 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
             .and_then(|m| m.get("size").and_then(|s| conf::parse_size(s)))
             .unwrap_or(4 << 30);
         let ext = extension(&job.compress);
+        let target = st.storages.get(&job.storage);
+        // PBS archives are `<sid>:backup/ct/<vmid>/<UTC time>` and ignore `compress`
+        // (pve-storage `PBSPlugin.pm:226-233,607-628`); file storages write
+        // `<path>/dump/vzdump-lxc-…` (`VZDump.pm:933-951`).
+        let pbs = target.is_some_and(|s| s.kind == "pbs");
+        let dump_dir = target
+            .and_then(|s| s.props.get("path"))
+            .map_or_else(|| "/var/lib/vz".to_string(), String::clone);
+        let encrypted = target
+            .filter(|_| pbs)
+            .and_then(|s| s.props.get("encryption-key").cloned());
         let mut t = now;
         let volid = loop {
-            let v = format!("{}:backup/vzdump-lxc-{vmid}-{}{ext}", job.storage, stamp(t));
+            let v = if pbs {
+                format!("{}:backup/ct/{vmid}/{}", job.storage, pbs_time(t))
+            } else {
+                format!("{}:backup/vzdump-lxc-{vmid}-{}{ext}", job.storage, stamp(t))
+            };
             if !st.volumes.contains_key(&v) {
                 break v;
             }
@@ -373,14 +394,25 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
         if mode != "snapshot" {
             prepare(log);
         }
-        log.push(format!(
-            "INFO: creating vzdump archive '/var/lib/vz/dump/{file}'"
-        ));
-        log.push(format!(
-            "INFO: Total bytes written: {size} ({} MiB, 100.0 MiB/s)",
-            size >> 20
-        ));
-        log.push(format!("INFO: archive file size: {}MB", size >> 20));
+        if pbs {
+            log.push(format!(
+                "INFO: creating Proxmox Backup Server archive 'ct/{vmid}/{}'",
+                pbs_time(t)
+            ));
+            if encrypted.is_some() {
+                log.push("INFO: Using encryption key from file descriptor..".into());
+            }
+            log.push("INFO: Duration: 1.00s".into());
+        } else {
+            log.push(format!(
+                "INFO: creating vzdump archive '{dump_dir}/dump/{file}'"
+            ));
+            log.push(format!(
+                "INFO: Total bytes written: {size} ({} MiB, 100.0 MiB/s)",
+                size >> 20
+            ));
+            log.push(format!("INFO: archive file size: {}MB", size >> 20));
+        }
         let notes = job
             .notes_template
             .as_deref()
@@ -395,7 +427,11 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
             volid,
             Volume {
                 content: "backup".into(),
-                format: format!("tar{}", ext.trim_start_matches(".tar")),
+                format: if pbs {
+                    "pbs-ct".to_string()
+                } else {
+                    format!("tar{}", ext.trim_start_matches(".tar"))
+                },
                 size,
                 // PVE reads a backup's ctime from its name (pve-storage `archive_info`), so a
                 // name bumped past a same-second archive carries the bumped time.
@@ -415,6 +451,7 @@ pub fn finish(job: &Job, st: &mut State, log: &mut Vec<String>, now: i64) -> Res
                         data: m.data.clone(),
                     })
                     .collect(),
+                encrypted,
             },
         );
         log.push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));

@@ -844,3 +844,78 @@ async fn pulled_disk_blocks_start_and_backups_of_volumes_on_it() {
     let cfg = sim.agent("GET", "/nodes/pve/lxc/102/config", &[]).await;
     assert!(cfg.data().get("lock").is_none(), "{}", cfg.text);
 }
+
+#[tokio::test]
+async fn backups_to_pbs_are_named_by_pbs_and_carry_the_key_fingerprint() {
+    let dir = state_dir();
+    let sim = start(dir.path(), &["--guests", "1", "--task-ms", "50"]);
+    let r = sim
+        .agent(
+            "POST",
+            "/storage",
+            &[
+                ("storage", "pbs1"),
+                ("type", "pbs"),
+                ("server", "10.0.0.10"),
+                ("datastore", "store1"),
+                ("username", "felhom@pbs!host1"),
+                ("password", "pbs-secret-2"),
+                ("encryption-key", "autogen"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.data()["config"]["encryption-key"].is_string(),
+        "{}",
+        r.text
+    );
+    let fp = sim.agent("GET", "/storage/pbs1", &[]).await.data()["encryption-key"].clone();
+    let r = sim
+        .agent(
+            "POST",
+            "/nodes/pve/vzdump",
+            &[("vmid", "100"), ("storage", "pbs1"), ("compress", "zstd")],
+        )
+        .await;
+    let id = upid(&r);
+    assert_eq!(sim.wait_task(&id).await["exitstatus"], json!("OK"));
+    let log = sim.task_log(&id).await;
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("INFO: creating Proxmox Backup Server archive 'ct/100/")),
+        "{log:#?}"
+    );
+    let items = sim
+        .agent(
+            "GET",
+            "/nodes/pve/storage/pbs1/content",
+            &[("content", "backup")],
+        )
+        .await;
+    let item = items.data()[0].clone();
+    let volid = item["volid"].as_str().expect("volid").to_string();
+    let time = volid
+        .strip_prefix("pbs1:backup/ct/100/")
+        .unwrap_or_else(|| panic!("{volid}"));
+    assert!(
+        time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{volid}"
+    );
+    assert_eq!(item["format"], json!("pbs-ct"));
+    assert_eq!(item["encrypted"], fp);
+    let r = sim
+        .agent(
+            "POST",
+            "/nodes/pve/lxc",
+            &[
+                ("vmid", "170"),
+                ("ostemplate", &volid),
+                ("restore", "1"),
+                ("storage", "local-lvm"),
+            ],
+        )
+        .await;
+    assert_eq!(wait_exit(&sim, &r).await, "OK");
+    sim.assert_no_schema_errors().await;
+}
