@@ -256,13 +256,21 @@ pub fn allocate_if_new(
     // `vdisk_alloc` activates the storage first (pve-storage `Storage.pm` `vdisk_alloc`).
     crate::activation::activate(st, storage).map_err(|e| ApiError::Fail(format!("{e}\n")))?;
     let bytes = (gib * (1u64 << 30) as f64) as u64;
-    let volid = st.next_disk_volid(storage, vmid);
-    st.volumes.insert(
-        volid.clone(),
-        crate::state::disk_volume(vmid, bytes, crate::tasks::now()),
-    );
+    let subvol = bytes == 0;
+    let volid = st.next_disk_volid(storage, vmid, subvol);
+    let mut volume = crate::state::disk_volume(vmid, bytes, crate::tasks::now());
+    if subvol && volid.ends_with(".subvol") {
+        volume.format = "subvol".into();
+    }
+    st.volumes.insert(volid.clone(), volume);
     map.insert("volume".into(), volid);
-    map.insert("size".into(), conf::format_size(bytes));
+    // A size-0 subvol has no quota and prints as `0T` (pve-common `format_size`).
+    let size = if bytes == 0 {
+        "0T".to_string()
+    } else {
+        conf::format_size(bytes)
+    };
+    map.insert("size".into(), size);
     Ok(conf::print_prop(key, &map))
 }
 

@@ -336,12 +336,35 @@ impl State {
             + (1 << 30)
     }
 
-    /// The next free disk name `vm-<vmid>-disk-N` on a storage.
-    pub fn next_disk_volid(&self, storage: &str, vmid: u32) -> String {
-        (0..)
-            .map(|n| format!("{storage}:vm-{vmid}-disk-{n}"))
-            .find(|v| !self.volumes.contains_key(v))
-            .unwrap_or_default()
+    /// The next free disk of a guest on a storage. File-based storages (dir, NFS, CIFS) hold
+    /// `<vmid>/vm-<vmid>-disk-N.raw`, or for size 0 the directory
+    /// `<vmid>/subvol-<vmid>-disk-N.subvol`; block storages `vm-<vmid>-disk-N`. N is shared by
+    /// both kinds (pve-storage `Plugin.pm` `get_next_vm_diskname`; pve-container
+    /// `LXC.pm:2581-2625`).
+    pub fn next_disk_volid(&self, storage: &str, vmid: u32, subvol: bool) -> String {
+        let file_based = self
+            .storages
+            .get(storage)
+            .is_some_and(|s| matches!(s.kind.as_str(), "dir" | "nfs" | "cifs"));
+        let taken = |n: u32| {
+            let names = [
+                format!("vm-{vmid}-disk-{n}"),
+                format!("subvol-{vmid}-disk-{n}"),
+            ];
+            self.volumes.keys().any(|v| {
+                v.split_once(':').is_some_and(|(sid, name)| {
+                    let base = name.rsplit('/').next().unwrap_or(name);
+                    let stem = base.split('.').next().unwrap_or(base);
+                    sid == storage && names.iter().any(|n| n == stem)
+                })
+            })
+        };
+        let n = (0..).find(|n| !taken(*n)).unwrap_or_default();
+        match (file_based, subvol) {
+            (true, true) => format!("{storage}:{vmid}/subvol-{vmid}-disk-{n}.subvol"),
+            (true, false) => format!("{storage}:{vmid}/vm-{vmid}-disk-{n}.raw"),
+            (false, _) => format!("{storage}:vm-{vmid}-disk-{n}"),
+        }
     }
 }
 

@@ -790,6 +790,51 @@ async fn mount_points_grow_but_never_shrink() {
         )
         .await;
     assert_eq!(err(&r), (500, json!("unable to shrink disk size\n")));
+
+    // On a file-based storage volumes are raw files, size 0 a directory (subvol).
+    let r = sim
+        .agent(
+            "POST",
+            "/storage",
+            &[
+                ("storage", "bulk"),
+                ("type", "dir"),
+                ("path", "/srv/bulk"),
+                ("content", "rootdir"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = sim
+        .agent(
+            "PUT",
+            "/nodes/pve/lxc/101/config",
+            &[
+                ("mp1", "bulk:2,mp=/mnt/a,backup=0"),
+                ("mp2", "bulk:0,mp=/mnt/b,backup=0"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cfg = sim.agent("GET", "/nodes/pve/lxc/101/config", &[]).await;
+    assert_eq!(
+        cfg.data()["mp1"],
+        json!("bulk:101/vm-101-disk-0.raw,mp=/mnt/a,backup=0,size=2G")
+    );
+    assert_eq!(
+        cfg.data()["mp2"],
+        json!("bulk:101/subvol-101-disk-1.subvol,mp=/mnt/b,backup=0,size=0T")
+    );
+    let content = sim
+        .agent("GET", "/nodes/pve/storage/bulk/content", &[])
+        .await;
+    let formats: Vec<Value> = content
+        .data()
+        .as_array()
+        .map(|a| a.iter().map(|v| v["format"].clone()).collect())
+        .unwrap_or_default();
+    // Sorted by volid: `subvol-…` before `vm-…`.
+    assert_eq!(formats, [json!("subvol"), json!("raw")]);
 }
 
 #[tokio::test]
