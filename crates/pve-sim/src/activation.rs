@@ -72,9 +72,14 @@ pub fn enabled_here(st: &State, id: &str, s: &Storage) -> bool {
 /// The error `activate_storage` dies with (without the trailing newline), `None` when the
 /// storage activates. Does not check `disable` (see [`check_enabled`]).
 pub fn error(st: &State, id: &str, s: &Storage) -> Option<String> {
-    let unreachable = st.storage_knobs.get(id).is_some_and(|k| k.unreachable);
-    if unreachable {
+    let knob = st.storage_knobs.get(id);
+    if knob.is_some_and(|k| k.unreachable) {
         return Some(unreachable_text(id, s));
+    }
+    if s.kind == "pbs" {
+        if let Some(e) = knob.and_then(|k| pbs_error(id, s, k)) {
+            return Some(e);
+        }
     }
     let mp = required_mount(s)?;
     if is_mounted(st, &mp) {
@@ -83,6 +88,29 @@ pub fn error(st: &State, id: &str, s: &Storage) -> Option<String> {
     Some(format!(
         "unable to activate storage '{id}' - directory is expected to be a mount point but is not mounted: '{mp}'"
     ))
+}
+
+/// PBS `activate_storage` against a reachable server: the certificate pin (PVE's API client
+/// accepts a self-signed certificate only through the configured `fingerprint`:
+/// pve-apiclient `LWP.pm` `manual_verify_fingerprint`), then the datastore list
+/// (`PBSPlugin.pm:844-861`).
+fn pbs_error(id: &str, s: &Storage, knob: &crate::state::StorageKnob) -> Option<String> {
+    if let Some(server) = &knob.server_fingerprint {
+        let pinned = s.props.get("fingerprint");
+        if !pinned.is_some_and(|p| p.eq_ignore_ascii_case(server)) {
+            return Some(format!(
+                "{id}: error fetching datastores - fingerprint '{}' not verified, abort!",
+                server.to_ascii_uppercase()
+            ));
+        }
+    }
+    let datastore = s.props.get("datastore").map(String::as_str).unwrap_or("");
+    match &knob.datastores {
+        Some(list) if !list.iter().any(|d| d == datastore) => Some(format!(
+            "{id}: Cannot find datastore '{datastore}', check permissions and existence!"
+        )),
+        _ => None,
+    }
 }
 
 /// What an unreachable backend looks like per plugin.

@@ -448,9 +448,14 @@ struct StorageKnobReq {
     reachable: Option<bool>,
     #[serde(default)]
     latency_ms: Option<u64>,
+    #[serde(default)]
+    server_fingerprint: Option<String>,
+    #[serde(default)]
+    datastores: Option<Vec<String>>,
 }
 
-/// `POST /_sim/storage/{id} {"reachable":false,"latency_ms":10000}`: the backend's knobs.
+/// `POST /_sim/storage/{id} {"reachable":false,"latency_ms":10000,"server_fingerprint":"AA:…",
+/// "datastores":["store1"]}`: the backend's knobs.
 /// Either field may be left out (it keeps its value); the id need not exist yet, so a test
 /// can make `POST /storage` meet an unreachable server.
 async fn storage_knob(
@@ -462,11 +467,21 @@ async fn storage_knob(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let k = match serde_json::from_value::<StorageKnobReq>(v) {
-        Ok(k) if k.reachable.is_some() || k.latency_ms.is_some() => k,
-        Ok(_) => return bad("expected {\"reachable\": bool} and/or {\"latency_ms\": N}"),
-        Err(e) => return bad(&e.to_string()),
-    };
+    let k =
+        match serde_json::from_value::<StorageKnobReq>(v) {
+            Ok(k)
+                if k.reachable.is_some()
+                    || k.latency_ms.is_some()
+                    || k.server_fingerprint.is_some()
+                    || k.datastores.is_some() =>
+            {
+                k
+            }
+            Ok(_) => return bad(
+                "expected one of reachable (bool), latency_ms (N), server_fingerprint, datastores",
+            ),
+            Err(e) => return bad(&e.to_string()),
+        };
     sim.mutate(|st| {
         let knob = st.storage_knobs.entry(id).or_default();
         if let Some(r) = k.reachable {
@@ -474,6 +489,13 @@ async fn storage_knob(
         }
         if let Some(ms) = k.latency_ms {
             knob.latency_ms = ms;
+        }
+        if let Some(fp) = k.server_fingerprint {
+            // An empty string clears the pin requirement.
+            knob.server_fingerprint = Some(fp).filter(|f| !f.is_empty());
+        }
+        if let Some(list) = k.datastores {
+            knob.datastores = Some(list);
         }
     });
     ok()

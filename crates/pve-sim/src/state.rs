@@ -113,6 +113,13 @@ pub struct StorageKnob {
     pub unreachable: bool,
     /// Added to every storage status read that visits this storage.
     pub latency_ms: u64,
+    /// PBS only: the server certificate's SHA-256 fingerprint; when set, the storage's
+    /// `fingerprint` must match it (a self-signed certificate).
+    #[serde(default)]
+    pub server_fingerprint: Option<String>,
+    /// PBS only: the datastores the server has; when set, `datastore` must be one of them.
+    #[serde(default)]
+    pub datastores: Option<Vec<String>>,
 }
 
 /// A simulated removable filesystem (`/_sim/usb`), identified by its filesystem UUID.

@@ -964,3 +964,66 @@ async fn backups_to_pbs_are_named_by_pbs_and_carry_the_key_fingerprint() {
     assert_eq!(wait_exit(&sim, &r).await, "OK");
     sim.assert_no_schema_errors().await;
 }
+
+#[tokio::test]
+async fn pbs_storage_needs_the_server_pin_and_an_existing_datastore() {
+    let dir = state_dir();
+    let sim = start(dir.path(), &[]);
+    let server_fp =
+        "82:b6:2a:7c:e1:55:0d:9a:3f:6e:11:c4:8b:22:d0:4e:5a:91:0c:7d:e3:68:4f:b2:19:a5:c0:3e:77:d1:8f:20";
+    let r = sim
+        .control(
+            "storage/pbs1",
+            json!({"server_fingerprint": server_fp, "datastores": ["store1"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let create = |datastore: &'static str, fingerprint: Option<&'static str>| {
+        let sim = &sim;
+        async move {
+            let mut form = vec![
+                ("storage", "pbs1"),
+                ("type", "pbs"),
+                ("server", "10.0.0.10"),
+                ("datastore", datastore),
+                ("username", "felhom@pbs!host1"),
+                ("password", "pbs-secret-3"),
+            ];
+            if let Some(fp) = fingerprint {
+                form.push(("fingerprint", fp));
+            }
+            sim.agent("POST", "/storage", &form).await
+        }
+    };
+    let r = create("store1", None).await;
+    assert_eq!(
+        err(&r),
+        (500, json!(format!("create storage failed: pbs1: error fetching datastores - fingerprint '{}' not verified, abort!\n", server_fp.to_ascii_uppercase())))
+    );
+    let r = create("store9", Some(server_fp)).await;
+    assert_eq!(
+        err(&r),
+        (500, json!("create storage failed: pbs1: Cannot find datastore 'store9', check permissions and existence!\n"))
+    );
+    let r = create("store1", Some(server_fp)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A renewed server certificate: the storage goes inactive, the status still answers.
+    let r = sim
+        .control(
+            "storage/pbs1",
+            json!({"server_fingerprint": "aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(status(&sim, "pbs1").await["active"], json!(0));
+    let r = sim
+        .agent("GET", "/nodes/pve/storage/pbs1/content", &[])
+        .await;
+    assert!(
+        r.json["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("pbs1: error fetching datastores - fingerprint 'AA:BB:")),
+        "{}",
+        r.text
+    );
+}
