@@ -752,6 +752,42 @@ async fn snapshot_refused_while_a_volume_sits_on_dir_storage() {
         )
         .await;
     assert_eq!(wait_exit(&sim, &r).await, "OK");
+    // A volume added after the snapshot survives a rollback as unusedN.
+    let r = sim
+        .agent(
+            "PUT",
+            "/nodes/pve/lxc/101/config",
+            &[("mp1", "local-lvm:1,mp=/srv/new,backup=1")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cfg = sim.agent("GET", "/nodes/pve/lxc/101/config", &[]).await;
+    let added = cfg.data()["mp1"]
+        .as_str()
+        .and_then(|v| v.split(',').next())
+        .expect("mp1")
+        .to_string();
+    let r = sim
+        .agent(
+            "POST",
+            "/nodes/pve/lxc/101/snapshot/pre-deploy/rollback",
+            &[],
+        )
+        .await;
+    assert_eq!(wait_exit(&sim, &r).await, "OK");
+    let cfg = sim.agent("GET", "/nodes/pve/lxc/101/config", &[]).await;
+    assert!(cfg.data().get("mp1").is_none(), "{}", cfg.text);
+    let unused: Vec<&Value> = cfg
+        .data()
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.starts_with("unused"))
+                .map(|(_, v)| v)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(unused.contains(&&json!(added)), "{}", cfg.text);
 }
 
 #[tokio::test]
