@@ -678,6 +678,12 @@ async fn usb(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
             Err(e) => bad(&crate::error_chain(&e)),
         };
     }
+    if let Some(k) = ["mount", "mounted", "device", "by_uuid_dir"]
+        .iter()
+        .find(|k| v.get(**k).is_some())
+    {
+        return bad(&format!("\"{k}\" needs a \"uuid\""));
+    }
     match v.get("present").and_then(Value::as_bool) {
         Some(present) => {
             sim.controls()

@@ -386,6 +386,10 @@ async fn is_mountpoint_storage_follows_the_usb_filesystem() {
         .control("usb", json!({"uuid": "../x", "present": true}))
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
+    let r = sim
+        .control("usb", json!({"present": false, "mount": "/mnt/usb1"}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
     sim.assert_no_schema_errors().await;
 }
 
