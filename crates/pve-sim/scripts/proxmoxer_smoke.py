@@ -47,6 +47,30 @@ print(root.storage.post(storage='nas', type='nfs', server='10.0.0.5', export='/e
 print(root.storage.get())
 print(root.storage('nas').get())
 root.storage('nas').delete()
+# Storage targets: a USB filesystem with an is_mountpoint dir storage on it, pulled and back.
+ca = sys.argv[2] + '/pve-ssl.pem'
+def usb(**body):
+    r = requests.post(url + '/_sim/usb', json=dict(uuid='5e1f-0c2a', **body), verify=ca); r.raise_for_status()
+usb(present=True, mount='/mnt/usb1', by_uuid_dir=sys.argv[2] + '/by-uuid')
+print(px.storage.post(storage='usb1', type='dir', path='/mnt/usb1', is_mountpoint='yes', content='backup,rootdir'))
+assert n.storage('usb1').status.get()['active'] == 1
+usb(present=False)
+st = n.storage('usb1').status.get(); print(st)
+assert st['active'] == 0 and st['total'] == 0, st
+assert [s for s in n.storage.get(content='backup') if s['storage'] == 'usb1'][0]['active'] == 0
+try:
+    n.storage('usb1').content.get()
+    sys.exit('content of an unmounted storage must fail')
+except Exception as e: print("expected:", e)
+try:
+    px.storage.post(storage='nfs2', type='nfs', server='10.0.0.5')
+    sys.exit('nfs without export must fail')
+except Exception as e:
+    assert "missing value for required option 'export'" in str(e), e; print("expected:", e)
+usb(present=True)
+archive = n.storage('local').content.get(content='backup')[0]['volid']
+print(n.vzdump.extractconfig.get(volume=archive))
+px.storage('usb1').delete()
 try:
     n.lxc(100).status.start.post(skiplock=1)
 except Exception as e: print("expected:", e)

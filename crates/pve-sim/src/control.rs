@@ -1,5 +1,7 @@
 //! Test controls under `/_sim/` (unauthenticated, for loopback test use only): fault
-//! injection (delays, dropped connections, injected 501/59x answers), task timing, storage reachability, ACLs and roles, the request log, the
+//! injection (delays, dropped connections, injected 501/59x answers), task timing, storage
+//! backends (reachability, latency), removable filesystems (`/_sim/usb`, see [`crate::usb`]),
+//! volume content tags and archive contents, ACLs and roles, the request log, the
 //! certificate, and `pct create` as root on the host. Documented in the crate README.
 
 use std::collections::VecDeque;
@@ -18,7 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::acl::{normalize_path, AclEntry};
 use crate::envelope::{ApiError, Reply};
 use crate::server::Call;
-use crate::{lxc, request, tasks, Sim};
+use crate::{lxc, request, tasks, usb, Sim};
 
 /// How many request-log entries are kept.
 const LOG_CAP: usize = 10_000;
@@ -280,7 +282,7 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/delay", post(delay))
         .route("/_sim/drop", post(drop_responses))
         .route("/_sim/fault", post(fault))
-        .route("/_sim/storage/{id}", post(storage_reachable))
+        .route("/_sim/storage/{id}", post(storage_knob))
         .route("/_sim/task-ms", post(task_ms))
         .route("/_sim/auth-fail-delay", post(auth_fail_delay))
         .route("/_sim/requests", get(requests).delete(clear_requests))
@@ -288,7 +290,9 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/acl", post(set_acl))
         .route("/_sim/role", post(set_role))
         .route("/_sim/unlock", post(unlock))
-        .route("/_sim/usb", post(usb))
+        .route("/_sim/usb", post(usb).get(usb_list))
+        .route("/_sim/volume", get(volume_get).post(volume_set))
+        .route("/_sim/archive", get(archive))
         .route("/_sim/pct/create", post(pct_create))
         .route("/_sim/cert", get(cert))
 }
@@ -437,7 +441,24 @@ async fn fault(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body>
     ok()
 }
 
-async fn storage_reachable(
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageKnobReq {
+    #[serde(default)]
+    reachable: Option<bool>,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(default)]
+    server_fingerprint: Option<String>,
+    #[serde(default)]
+    datastores: Option<Vec<String>>,
+}
+
+/// `POST /_sim/storage/{id} {"reachable":false,"latency_ms":10000,"server_fingerprint":"AA:…",
+/// "datastores":["store1"]}`: the backend's knobs.
+/// Either field may be left out (it keeps its value); the id need not exist yet, so a test
+/// can make `POST /storage` meet an unreachable server.
+async fn storage_knob(
     AxState(sim): AxState<Sim>,
     Path(id): Path<String>,
     req: Request<Body>,
@@ -446,21 +467,38 @@ async fn storage_reachable(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(reachable) = v.get("reachable").and_then(Value::as_bool) else {
-        return bad("expected {\"reachable\": bool}");
-    };
-    let found = sim.mutate(|st| match st.storages.get_mut(&id) {
-        Some(s) => {
-            s.reachable = reachable;
-            true
+    let k =
+        match serde_json::from_value::<StorageKnobReq>(v) {
+            Ok(k)
+                if k.reachable.is_some()
+                    || k.latency_ms.is_some()
+                    || k.server_fingerprint.is_some()
+                    || k.datastores.is_some() =>
+            {
+                k
+            }
+            Ok(_) => return bad(
+                "expected one of reachable (bool), latency_ms (N), server_fingerprint, datastores",
+            ),
+            Err(e) => return bad(&e.to_string()),
+        };
+    sim.mutate(|st| {
+        let knob = st.storage_knobs.entry(id).or_default();
+        if let Some(r) = k.reachable {
+            knob.unreachable = !r;
         }
-        None => false,
+        if let Some(ms) = k.latency_ms {
+            knob.latency_ms = ms;
+        }
+        if let Some(fp) = k.server_fingerprint {
+            // An empty string clears the pin requirement.
+            knob.server_fingerprint = Some(fp).filter(|f| !f.is_empty());
+        }
+        if let Some(list) = k.datastores {
+            knob.datastores = Some(list);
+        }
     });
-    if found {
-        ok()
-    } else {
-        bad("no such storage")
-    }
+    ok()
 }
 
 async fn task_ms(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
@@ -622,19 +660,132 @@ async fn unlock(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body
     }
 }
 
+/// `POST /_sim/usb`: without `uuid`, `{"present":false}` only toggles the seeded USB disk
+/// in `disks/list` and `hardware/usb`; with `uuid` it plugs or pulls a filesystem
+/// ([`crate::usb`]).
 async fn usb(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
-    match body_json(req)
-        .await
-        .map(|v| v.get("present").and_then(Value::as_bool))
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if v.get("uuid").is_some() {
+        let r = match serde_json::from_value::<usb::UsbRequest>(v) {
+            Ok(r) => r,
+            Err(e) => return bad(&e.to_string()),
+        };
+        return match sim.mutate(|st| usb::apply(st, &r)) {
+            Ok(()) => ok(),
+            Err(e) => bad(&crate::error_chain(&e)),
+        };
+    }
+    if let Some(k) = ["mount", "mounted", "device", "by_uuid_dir"]
+        .iter()
+        .find(|k| v.get(**k).is_some())
     {
-        Ok(Some(present)) => {
+        return bad(&format!("\"{k}\" needs a \"uuid\""));
+    }
+    match v.get("present").and_then(Value::as_bool) {
+        Some(present) => {
             sim.controls()
                 .usb_unplugged
                 .store(!present, Ordering::Relaxed);
             ok()
         }
-        Ok(None) => bad("expected {\"present\": bool}"),
-        Err(r) => r,
+        None => bad("expected {\"present\": bool} or {\"uuid\": …, \"present\": bool, …}"),
+    }
+}
+
+/// `GET /_sim/usb`: the simulated filesystems.
+async fn usb_list(AxState(sim): AxState<Sim>) -> Response<Body> {
+    let list = sim.with_state(|st| {
+        st.filesystems
+            .iter()
+            .map(|(uuid, f)| {
+                json!({
+                    "uuid": uuid, "mount": f.mount, "device": f.device, "present": f.present,
+                    "mounted": f.mounted, "by_uuid_dir": f.by_uuid_dir,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    json_response(StatusCode::OK, Value::Array(list))
+}
+
+#[derive(Deserialize)]
+struct VolumeQuery {
+    volid: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeData {
+    volid: String,
+    data: Option<String>,
+}
+
+/// `GET /_sim/volume?volid=…`: a volume with its simulated file content tag.
+async fn volume_get(
+    AxState(sim): AxState<Sim>,
+    axum::extract::Query(q): axum::extract::Query<VolumeQuery>,
+) -> Response<Body> {
+    let found = sim.with_state(|st| {
+        st.volumes.get(&q.volid).map(|v| {
+            json!({"volid": q.volid, "content": v.content, "size": v.size, "vmid": v.vmid, "data": v.data})
+        })
+    });
+    match found {
+        Some(v) => json_response(StatusCode::OK, v),
+        None => json_response(StatusCode::NOT_FOUND, json!({"error": "no such volume"})),
+    }
+}
+
+/// `POST /_sim/volume {"volid":"…","data":"tag"}`: write (or with `null` clear) the
+/// simulated file content of a volume, as a process inside the guest would.
+async fn volume_set(AxState(sim): AxState<Sim>, req: Request<Body>) -> Response<Body> {
+    let v = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let d = match serde_json::from_value::<VolumeData>(v) {
+        Ok(d) => d,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let found = sim.mutate(|st| match st.volumes.get_mut(&d.volid) {
+        Some(v) if v.content != "backup" => {
+            v.data = d.data;
+            true
+        }
+        _ => false,
+    });
+    if found {
+        ok()
+    } else {
+        bad("no such disk volume")
+    }
+}
+
+/// `GET /_sim/archive?volid=…`: what a backup archive holds, as `tar tf` on the host would
+/// show it: the guest config and the mount points whose files are inside, with their data
+/// tags (`backup=0` and bind mount points are not there).
+async fn archive(
+    AxState(sim): AxState<Sim>,
+    axum::extract::Query(q): axum::extract::Query<VolumeQuery>,
+) -> Response<Body> {
+    let found = sim.with_state(|st| {
+        st.volumes
+            .get(&q.volid)
+            .filter(|v| v.content == "backup")
+            .map(|v| {
+                json!({
+                    "volid": q.volid,
+                    "config": v.archive.as_ref().map(|c| c.render()),
+                    "mounts": v.archived_mounts.iter().map(|m| json!({"key": m.key, "mp": m.mp, "data": m.data})).collect::<Vec<_>>(),
+                })
+            })
+    });
+    match found {
+        Some(v) => json_response(StatusCode::OK, v),
+        None => json_response(StatusCode::NOT_FOUND, json!({"error": "no such backup"})),
     }
 }
 

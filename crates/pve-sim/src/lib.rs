@@ -10,6 +10,7 @@
 //! [`tasks`] (the two-phase worker engine) and [`lxc`] (the container endpoints).
 
 pub mod acl;
+pub mod activation;
 pub mod auth;
 pub mod conf;
 pub mod control;
@@ -27,9 +28,11 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod storage;
+pub mod storage_cfg;
 pub mod task_api;
 pub mod tasks;
 pub mod tls;
+pub mod usb;
 pub mod vzdump;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +54,18 @@ pub enum SimError {
     /// No randomness for token secrets.
     #[error("no randomness for token secrets")]
     Random(#[from] getrandom::Error),
+}
+
+/// `err` and its sources, `: `-joined, for control answers.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Options of a simulator instance.

@@ -253,14 +253,24 @@ pub fn allocate_if_new(
             "storage '{storage}' does not allow content type 'rootdir' (Container)\n"
         )));
     }
+    // `vdisk_alloc` activates the storage first (pve-storage `Storage.pm` `vdisk_alloc`).
+    crate::activation::activate(st, storage).map_err(|e| ApiError::Fail(format!("{e}\n")))?;
     let bytes = (gib * (1u64 << 30) as f64) as u64;
-    let volid = st.next_disk_volid(storage, vmid);
-    st.volumes.insert(
-        volid.clone(),
-        crate::state::disk_volume(vmid, bytes, crate::tasks::now()),
-    );
+    let subvol = bytes == 0;
+    let volid = st.next_disk_volid(storage, vmid, subvol);
+    let mut volume = crate::state::disk_volume(vmid, bytes, crate::tasks::now());
+    if subvol && volid.ends_with(".subvol") {
+        volume.format = "subvol".into();
+    }
+    st.volumes.insert(volid.clone(), volume);
     map.insert("volume".into(), volid);
-    map.insert("size".into(), conf::format_size(bytes));
+    // A size-0 subvol has no quota and prints as `0T` (pve-common `format_size`).
+    let size = if bytes == 0 {
+        "0T".to_string()
+    } else {
+        conf::format_size(bytes)
+    };
+    map.insert("size".into(), size);
     Ok(conf::print_prop(key, &map))
 }
 
@@ -361,12 +371,30 @@ pub fn put_config(call: &Call) -> Result<Reply, ApiError> {
                 }
             }
         }
+        let running = st.guest(vmid)?.running;
         for (k, v) in &options {
-            apply_option(st, vmid, &mut ct, k, v)?;
+            apply_option(st, vmid, &mut ct, k, v).map_err(|e| pending_error(k, running, e))?;
         }
         st.guest_mut(vmid)?.conf = ct;
         Ok(Reply::null())
     })
+}
+
+/// A mount point that could not be created during `PUT config` is collected per option and
+/// answered as 400 (`vmconfig_apply_pending` / `vmconfig_hotplug_pending`, pve-container
+/// `LXC/Config.pm:1630-1633,1752-1756`; `API2/LXC/Config.pm:250-259`).
+fn pending_error(key: &str, running: bool, err: ApiError) -> ApiError {
+    match err {
+        ApiError::Fail(msg) if key.starts_with("mp") => {
+            let text = if running {
+                format!("unable to hotplug {key}: {msg}")
+            } else {
+                format!("unable to apply pending change {key} : {msg}")
+            };
+            ApiError::param(key, text)
+        }
+        other => other,
+    }
 }
 
 /// `DELETE /nodes/{node}/lxc/{vmid}` (pve-container `LXC.pm:805-926`).
@@ -426,6 +454,8 @@ pub fn resize(call: &Call) -> Result<Reply, ApiError> {
                 )
                 .map_err(ApiError::Forbidden)?;
         }
+        // `activate_volumes` before reading the size (pve-container `LXC.pm:2393`).
+        crate::activation::activate(st, &storage).map_err(|e| ApiError::Fail(format!("{e}\n")))?;
         let current = map
             .get("size")
             .and_then(|s| conf::parse_size(s))
@@ -467,6 +497,26 @@ pub fn begin_power(st: &mut State, vmid: u32) -> Result<(), String> {
         Some("mounted") | None => Ok(()),
         Some(_) => g.conf.check_lock(),
     }
+}
+
+/// Start worker: the lock check, then `vm_start` activates every volume of the config, so a
+/// mount point on a storage that does not activate (a pulled USB disk) fails the start
+/// (pve-container `LXC.pm:3152-3155`).
+pub fn begin_start(st: &mut State, vmid: u32) -> Result<(), String> {
+    begin_power(st, vmid)?;
+    let g = st.guest(vmid)?;
+    let volids: Vec<String> = g
+        .conf
+        .main
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == "rootfs"
+                || k.strip_prefix("mp")
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .filter_map(|(k, v)| conf::parse_prop(k, v).ok()?.get("volume").cloned())
+        .collect();
+    crate::activation::activate_volumes(st, volids.iter().map(String::as_str))
 }
 
 /// The CT runs.

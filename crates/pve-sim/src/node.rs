@@ -111,12 +111,14 @@ pub fn cluster_resources(call: &Call) -> Result<Reply, ApiError> {
                     continue;
                 }
                 let used = st.storage_used(id).min(s.total);
+                // pvestatd's view; the simulator has no 5-minute RRD lag.
+                let reachable = crate::activation::active(st, id, s);
                 let mut e = json!({
                     "id": format!("storage/{}/{id}", st.node), "type": "storage", "storage": id, "node": st.node,
-                    "plugintype": s.kind, "status": if s.reachable { "available" } else { "unknown" },
+                    "plugintype": s.kind, "status": if reachable { "available" } else { "unknown" },
                     "shared": i32::from(matches!(s.kind.as_str(), "nfs" | "cifs" | "pbs")), "content": s.content().join(","),
                 });
-                if s.reachable {
+                if reachable {
                     e["disk"] = json!(used);
                     e["maxdisk"] = json!(s.total);
                 }
@@ -142,13 +144,18 @@ pub fn cluster_resources(call: &Call) -> Result<Reply, ApiError> {
     })
 }
 
+/// The seeded USB disk is there unless `/_sim/usb` pulled it or one of its filesystems.
+fn usb_disk_present(call: &Call) -> bool {
+    !call.sim.controls().usb_unplugged() && call.sim.with_state(crate::usb::all_present)
+}
+
 /// The simulated disks: two internal, one USB disk unless unplugged via `/_sim/usb`.
 fn disks(call: &Call) -> Vec<Value> {
     let mut list = vec![
         json!({"devpath": "/dev/nvme0n1", "size": 1_000_204_886_016u64, "model": "Samsung SSD 980 PRO 1TB", "serial": "S5GXNF0R123456", "vendor": "unknown", "wwn": "eui.002538b111111111", "type": "nvme", "rpm": 0, "gpt": 1, "mounted": 0, "used": "LVM", "health": "PASSED", "wearout": 97, "osdid": -1, "osdid-list": [], "by_id_link": "/dev/disk/by-id/nvme-Samsung_SSD_980_PRO_1TB_S5GXNF0R123456"}),
         json!({"devpath": "/dev/sda", "size": 4_000_787_030_016u64, "model": "WDC_WD40EFPX-68C6CN0", "serial": "WD-WX12D3456789", "vendor": "ATA", "wwn": "0x50014ee2b1111111", "type": "hdd", "rpm": 5400, "gpt": 1, "mounted": 0, "used": "ext4", "health": "PASSED", "wearout": "N/A", "osdid": -1, "osdid-list": [], "by_id_link": "/dev/disk/by-id/ata-WDC_WD40EFPX-68C6CN0_WD-WX12D3456789"}),
     ];
-    if !call.sim.controls().usb_unplugged() {
+    if usb_disk_present(call) {
         list.push(json!({"devpath": "/dev/sdb", "size": 2_000_398_934_016u64, "model": "Elements_25A3", "serial": "575836314142", "vendor": "WD", "wwn": "unknown", "type": "usb", "rpm": 0, "gpt": 1, "mounted": 0, "used": "ext4", "health": "PASSED", "wearout": "N/A", "osdid": -1, "osdid-list": [], "by_id_link": "/dev/disk/by-id/usb-WD_Elements_25A3_575836314142-0:0"}));
     }
     list
@@ -214,7 +221,7 @@ pub fn hardware_usb(call: &Call) -> Result<Reply, ApiError> {
         json!({"busnum": 1, "devnum": 1, "port": 0, "level": 0, "class": 9, "vendid": "1d6b", "prodid": "0002", "speed": "480", "manufacturer": "Linux 6.17.2-1-pve xhci-hcd", "product": "xHCI Host Controller"}),
         json!({"busnum": 2, "devnum": 1, "port": 0, "level": 0, "class": 9, "vendid": "1d6b", "prodid": "0003", "speed": "5000", "manufacturer": "Linux 6.17.2-1-pve xhci-hcd", "product": "xHCI Host Controller"}),
     ];
-    if !call.sim.controls().usb_unplugged() {
+    if usb_disk_present(call) {
         list.push(json!({"busnum": 2, "devnum": 2, "port": 1, "level": 1, "class": 0, "vendid": "1058", "prodid": "25a3", "speed": "5000", "usbpath": "1", "manufacturer": "Western Digital", "product": "Elements 25A3", "serial": "575836314142"}));
     }
     Ok(Reply::data(Value::Array(list)))

@@ -183,9 +183,8 @@ fn request(call: &Call, st: &State) -> Result<(String, [u64; 6], Option<u32>), A
         .storages
         .get(&id)
         .ok_or_else(|| ApiError::Fail(format!("storage '{id}' does not exist\n")))?;
-    if !s.reachable {
-        return Err(ApiError::Fail(format!("storage '{id}' is not online\n")));
-    }
+    // Listing the backups activates the storage (`prune_backups` lists its volumes).
+    crate::activation::activate(st, &id).map_err(|e| ApiError::Fail(format!("{e}\n")))?;
     let text = match call.str("prune-backups") {
         Some(t) => t,
         None => s.props.get("prune-backups").cloned().ok_or_else(|| {

@@ -14,7 +14,10 @@ use axum::Router;
 use serde_json::{Map, Value};
 
 use crate::envelope::{ApiError, Reply};
-use crate::{control, lxc, node, perms, prune, request, snapshot, storage, task_api, vzdump, Sim};
+use crate::{
+    control, lxc, node, perms, prune, request, snapshot, storage, storage_cfg, task_api, vzdump,
+    Sim,
+};
 
 /// Largest accepted body (pve-http-server `AnyEvent.pm:54`).
 const MAX_BODY: usize = 512 * 1024;
@@ -270,19 +273,24 @@ pub async fn dispatch(
             snapshot::get_config(call)
         }
         ("POST", "/nodes/{node}/vzdump") => vzdump::run(call),
-        ("GET", "/nodes/{node}/storage") => storage::node_list(call),
-        ("GET", "/nodes/{node}/storage/{storage}/status") => storage::status(call),
-        ("GET", "/nodes/{node}/storage/{storage}/content") => storage::content(call),
+        ("GET", "/nodes/{node}/vzdump/extractconfig") => vzdump::extract_config(call),
+        ("GET", "/nodes/{node}/storage") => return Some(storage::node_list(call).await),
+        ("GET", "/nodes/{node}/storage/{storage}/status") => {
+            return Some(storage::status(call).await)
+        }
+        ("GET", "/nodes/{node}/storage/{storage}/content") => {
+            return Some(storage::content(call).await)
+        }
         ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}") => {
             return Some(storage::delete_volume(call).await)
         }
         ("GET", "/nodes/{node}/storage/{storage}/prunebackups") => prune::dry_run(call),
         ("DELETE", "/nodes/{node}/storage/{storage}/prunebackups") => prune::prune(call),
-        ("GET", "/storage") => storage::cfg_list(call),
-        ("POST", "/storage") => storage::cfg_create(call),
-        ("GET", "/storage/{storage}") => storage::cfg_get(call),
-        ("PUT", "/storage/{storage}") => storage::cfg_update(call),
-        ("DELETE", "/storage/{storage}") => storage::cfg_delete(call),
+        ("GET", "/storage") => storage_cfg::cfg_list(call),
+        ("POST", "/storage") => storage_cfg::cfg_create(call),
+        ("GET", "/storage/{storage}") => storage_cfg::cfg_get(call),
+        ("PUT", "/storage/{storage}") => storage_cfg::cfg_update(call),
+        ("DELETE", "/storage/{storage}") => storage_cfg::cfg_delete(call),
         ("GET", "/nodes/{node}/tasks") => task_api::list(call),
         ("GET", "/nodes/{node}/tasks/{upid}/status") => task_api::status(call),
         ("GET", "/nodes/{node}/tasks/{upid}/log") => task_api::log(call),

@@ -147,17 +147,56 @@ pub fn delete(call: &Call) -> Result<Reply, ApiError> {
 
 // ---- worker phases ----
 
-/// `snapshot_prepare`: lock check, name check, `lock: snapshot`, section with
-/// `snapstate: prepare`.
+fn is_mount_key(key: &str) -> bool {
+    key == "rootfs"
+        || key
+            .strip_prefix("mp")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The `volume` of every rootfs/mpN of a section.
+fn mount_volumes(section: &Section) -> Vec<String> {
+    section
+        .iter()
+        .filter(|(k, _)| is_mount_key(k))
+        .filter_map(|(k, v)| conf::parse_prop(k, v).ok()?.get("volume").cloned())
+        .collect()
+}
+
+/// Whether every mount point of the config can be snapshotted: each volume (rootfs and
+/// every `mpN`, `backup=0` ones included) must sit on a snapshot-capable storage, and a
+/// bind or device mount point can never be (pve-container `LXC/Config.pm:88-112`
+/// `has_feature` without `backup_only`, pve-storage `Storage.pm:502-516`).
+fn snapshot_capable(st: &State, main: &Section) -> bool {
+    main.iter().filter(|(k, _)| is_mount_key(k)).all(|(k, v)| {
+        let volume = conf::parse_prop(k, v)
+            .ok()
+            .and_then(|m| m.get("volume").cloned())
+            .unwrap_or_default();
+        let storage = volume.split_once(':').map(|(s, _)| s);
+        !volume.starts_with('/')
+            && storage
+                .and_then(|s| st.storages.get(s))
+                .is_some_and(|s| crate::activation::can_snapshot(&s.kind))
+    })
+}
+
+/// `snapshot_prepare`, in PVE's order: template, lock, name, then the snapshot feature of
+/// every volume (pve-guest-common `AbstractConfig.pm:730-756`); then `lock: snapshot` and a
+/// section with `snapstate: prepare`.
 pub fn begin_create(st: &mut State, vmid: u32, name: &str) -> Result<(), String> {
-    let g = st.guest_mut(vmid)?;
+    let g = st.guest(vmid)?;
+    if g.conf.main.get("template").map(String::as_str) == Some("1") {
+        return Err("you can't take a snapshot if it's a template\n".into());
+    }
     g.conf.check_lock()?;
     if g.conf.snapshots.contains_key(name) {
         return Err(format!("snapshot name '{name}' already used\n"));
     }
-    if g.conf.main.get("template").map(String::as_str) == Some("1") {
-        return Err("you can't take a snapshot if it's a template\n".into());
+    if !snapshot_capable(st, &g.conf.main) {
+        return Err("snapshot feature is not available\n".into());
     }
+    let g = st.guest_mut(vmid)?;
     g.conf.main.insert("lock".into(), "snapshot".into());
     let mut snap: Section = Section::new();
     snap.insert("snapstate".into(), "prepare".into());
@@ -266,6 +305,23 @@ pub fn finish_rollback(
         )
     }) {
         main.insert(k.clone(), v.clone());
+    }
+    // Volumes of the current config that the snapshot does not reference (added after it)
+    // are kept as unusedN, not lost (pve-container `LXC/Config.pm:291-322`).
+    let snap_volumes: Vec<String> = mount_volumes(&snap);
+    for volid in mount_volumes(&g.conf.main) {
+        if volid.starts_with('/') || snap_volumes.contains(&volid) {
+            continue;
+        }
+        if main
+            .iter()
+            .any(|(k, v)| k.starts_with("unused") && *v == volid)
+        {
+            continue;
+        }
+        if let Some(n) = (0..256).find(|n| !main.contains_key(&format!("unused{n}"))) {
+            main.insert(format!("unused{n}"), volid);
+        }
     }
     main.insert("parent".into(), name.to_string());
     g.conf.main = main;

@@ -42,8 +42,6 @@ pub struct Storage {
     pub props: BTreeMap<String, String>,
     /// Options stored outside storage.cfg (`password`, `encryption-key`): never echoed.
     pub secrets: BTreeMap<String, String>,
-    /// `false` after `POST /_sim/storage/{id} {"reachable":false}`.
-    pub reachable: bool,
     /// Simulated capacity in bytes.
     pub total: u64,
 }
@@ -84,6 +82,59 @@ pub struct Volume {
     pub subtype: Option<String>,
     /// For backups: the guest config inside the archive (`./etc/vzdump/pct.conf`).
     pub archive: Option<CtConf>,
+    /// Simulated file content (a tag set with `/_sim/volume`): vzdump copies it into the
+    /// archive for mount points it includes, restore writes it back.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// For backups: the mount points whose files the archive holds, with their data tags.
+    #[serde(default)]
+    pub archived_mounts: Vec<ArchivedMount>,
+    /// For PBS backups made with an encryption key: the key's fingerprint (`encrypted`).
+    #[serde(default)]
+    pub encrypted: Option<String>,
+}
+
+/// One mount point whose files a backup archive holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArchivedMount {
+    /// `rootfs` or `mpN`.
+    pub key: String,
+    /// Path inside the CT (`/` for rootfs).
+    pub mp: String,
+    /// The data tag of the volume at backup time.
+    pub data: Option<String>,
+}
+
+/// Test knobs of a storage id (`/_sim/storage/{id}`), kept apart from the storage definition
+/// so a knob can be set before the storage is created (`POST /storage` activates it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StorageKnob {
+    /// The backend does not answer (NFS/CIFS server down, PBS unreachable).
+    pub unreachable: bool,
+    /// Added to every storage status read that visits this storage.
+    pub latency_ms: u64,
+    /// PBS only: the server certificate's SHA-256 fingerprint; when set, the storage's
+    /// `fingerprint` must match it (a self-signed certificate).
+    #[serde(default)]
+    pub server_fingerprint: Option<String>,
+    /// PBS only: the datastores the server has; when set, `datastore` must be one of them.
+    #[serde(default)]
+    pub datastores: Option<Vec<String>>,
+}
+
+/// A simulated removable filesystem (`/_sim/usb`), identified by its filesystem UUID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Filesystem {
+    /// Where it is mounted when mounted (`/mnt/usb1`).
+    pub mount: String,
+    /// Block device (`/dev/sdb1`); the by-uuid symlink points at `../../<basename>`.
+    pub device: String,
+    /// The disk is plugged in.
+    pub present: bool,
+    /// The filesystem is mounted at `mount` (only while present).
+    pub mounted: bool,
+    /// Directory holding the by-uuid symlink, if the test named one.
+    pub by_uuid_dir: Option<PathBuf>,
 }
 
 /// Everything the simulator persists.
@@ -107,6 +158,12 @@ pub struct State {
     pub fail_next: BTreeMap<u32, String>,
     /// Next fake worker PID.
     pub next_pid: u32,
+    /// Storage id → test knobs (reachability, latency).
+    #[serde(default)]
+    pub storage_knobs: BTreeMap<String, StorageKnob>,
+    /// Filesystem UUID → removable filesystem (`/_sim/usb`).
+    #[serde(default)]
+    pub filesystems: BTreeMap<String, Filesystem>,
 }
 
 /// A UUID-shaped random secret, like PVE's token secrets.
@@ -174,7 +231,6 @@ impl State {
                     ("path".into(), "/var/lib/vz".into()),
                 ]),
                 secrets: BTreeMap::new(),
-                reachable: true,
                 total: 100 << 30,
             },
         );
@@ -188,7 +244,6 @@ impl State {
                     ("vgname".into(), "pve".into()),
                 ]),
                 secrets: BTreeMap::new(),
-                reachable: true,
                 total: 200 << 30,
             },
         );
@@ -202,6 +257,8 @@ impl State {
             tasks: Vec::new(),
             fail_next: BTreeMap::new(),
             next_pid: 0x0001_0000,
+            storage_knobs: BTreeMap::new(),
+            filesystems: BTreeMap::new(),
         };
         state.volumes.insert(
             TEMPLATE_VOLID.to_string(),
@@ -215,6 +272,9 @@ impl State {
                 protected: false,
                 subtype: None,
                 archive: None,
+                data: None,
+                archived_mounts: Vec::new(),
+                encrypted: None,
             },
         );
         for i in 0..guests {
@@ -283,12 +343,35 @@ impl State {
             + (1 << 30)
     }
 
-    /// The next free disk name `vm-<vmid>-disk-N` on a storage.
-    pub fn next_disk_volid(&self, storage: &str, vmid: u32) -> String {
-        (0..)
-            .map(|n| format!("{storage}:vm-{vmid}-disk-{n}"))
-            .find(|v| !self.volumes.contains_key(v))
-            .unwrap_or_default()
+    /// The next free disk of a guest on a storage. File-based storages (dir, NFS, CIFS) hold
+    /// `<vmid>/vm-<vmid>-disk-N.raw`, or for size 0 the directory
+    /// `<vmid>/subvol-<vmid>-disk-N.subvol`; block storages `vm-<vmid>-disk-N`. N is shared by
+    /// both kinds (pve-storage `Plugin.pm` `get_next_vm_diskname`; pve-container
+    /// `LXC.pm:2581-2625`).
+    pub fn next_disk_volid(&self, storage: &str, vmid: u32, subvol: bool) -> String {
+        let file_based = self
+            .storages
+            .get(storage)
+            .is_some_and(|s| matches!(s.kind.as_str(), "dir" | "nfs" | "cifs"));
+        let taken = |n: u32| {
+            let names = [
+                format!("vm-{vmid}-disk-{n}"),
+                format!("subvol-{vmid}-disk-{n}"),
+            ];
+            self.volumes.keys().any(|v| {
+                v.split_once(':').is_some_and(|(sid, name)| {
+                    let base = name.rsplit('/').next().unwrap_or(name);
+                    let stem = base.split('.').next().unwrap_or(base);
+                    sid == storage && names.iter().any(|n| n == stem)
+                })
+            })
+        };
+        let n = (0..).find(|n| !taken(*n)).unwrap_or_default();
+        match (file_based, subvol) {
+            (true, true) => format!("{storage}:{vmid}/subvol-{vmid}-disk-{n}.subvol"),
+            (true, false) => format!("{storage}:{vmid}/vm-{vmid}-disk-{n}.raw"),
+            (false, _) => format!("{storage}:vm-{vmid}-disk-{n}"),
+        }
     }
 }
 
@@ -304,6 +387,9 @@ pub fn disk_volume(vmid: u32, size: u64, now: i64) -> Volume {
         protected: false,
         subtype: None,
         archive: None,
+        data: None,
+        archived_mounts: Vec::new(),
+        encrypted: None,
     }
 }
 

@@ -148,10 +148,8 @@ impl Work {
 
     fn begin(&mut self, st: &mut State, log: &mut Vec<String>) -> Result<(), String> {
         match self {
-            Work::Start { vmid }
-            | Work::Stop { vmid }
-            | Work::Shutdown { vmid }
-            | Work::Reboot { vmid } => lxc::begin_power(st, *vmid),
+            Work::Start { vmid } | Work::Reboot { vmid } => lxc::begin_start(st, *vmid),
+            Work::Stop { vmid } | Work::Shutdown { vmid } => lxc::begin_power(st, *vmid),
             Work::Create { .. } => lxc::begin_create(self, st, log),
             Work::Destroy { vmid } => lxc::begin_destroy(st, *vmid),
             Work::Resize { vmid, .. } => st.guest(*vmid).map(|_| ()),

@@ -329,27 +329,3 @@ async fn keyctl_is_root_only_but_survives_a_token_restore() {
     );
     sim.assert_no_schema_errors().await;
 }
-
-#[tokio::test]
-async fn unreachable_storage_is_offline() {
-    let dir = state_dir();
-    let sim = start(dir.path(), &[]);
-    let r = sim
-        .control("storage/local", json!({"reachable": false}))
-        .await;
-    assert_eq!(r.status, 200);
-    let list = sim.agent("GET", "/nodes/pve/storage", &[]).await;
-    let local = list
-        .data()
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["storage"] == json!("local")).cloned())
-        .expect("local");
-    assert_eq!(local["active"], json!(0));
-    let r = sim
-        .agent("GET", "/nodes/pve/storage/local/content", &[])
-        .await;
-    assert_eq!(
-        (r.status, r.json["message"].clone()),
-        (500, json!("storage 'local' is not online\n"))
-    );
-}

@@ -175,6 +175,31 @@ impl Sim {
         .await
     }
 
+    /// GET a `/_sim/` control (`path` may carry a query string).
+    pub async fn control_get(&self, path: &str) -> Resp {
+        self.send(self.client.get(format!("{}/_sim/{path}", self.url)))
+            .await
+    }
+
+    /// The text lines of a task's log.
+    pub async fn task_log(&self, upid: &str) -> Vec<String> {
+        let log = self
+            .agent(
+                "GET",
+                &format!("/nodes/pve/tasks/{upid}/log"),
+                &[("limit", "0")],
+            )
+            .await;
+        log.data()
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|l| l["t"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The request log.
     pub async fn request_log(&self) -> Vec<Value> {
         let r = self

@@ -7,6 +7,9 @@
 //! - `lifecycle`: snapshots, tasks, locks, config digest/description/hwaddr.
 //! - `backup`: vzdump, content listing, restore (unique, force), keyctl root-only rules.
 //! - `persistence`: restart with the same `--state`.
+//! - `storage`: storage types and PVE's config errors, `is_mountpoint` and `/_sim/usb`
+//!   (mount, by-uuid symlink), unreachable targets (`active: 0`, latency knob), mount points'
+//!   `backup` flag in archives and restores, snapshot refusal, mount point resize.
 //! - `fault`: `/_sim/fault` injected 501 and 595/596/597/599 answers; `/_sim/drop` before
 //!   and after processing.
 //! - `proxmoxer`: Python's proxmoxer, unchanged, drives the simulator; the independent schema
@@ -19,3 +22,4 @@ mod lifecycle;
 mod persistence;
 mod protocol;
 mod proxmoxer;
+mod storage;

@@ -61,3 +61,39 @@ async fn restart_keeps_cert_tokens_guests_and_tasks() {
         tasks.text
     );
 }
+
+#[tokio::test]
+async fn restart_keeps_storage_knobs_and_usb_filesystems() {
+    let dir = state_dir();
+    let state = dir.path().join("state");
+    let by_uuid = dir.path().join("by-uuid");
+    let first = start(&state, &[]);
+    let r = first
+        .control(
+            "usb",
+            json!({"uuid": "0b5e-77aa", "present": true, "mount": "/mnt/usb2", "by_uuid_dir": by_uuid}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = first
+        .control(
+            "storage/local",
+            json!({"reachable": false, "latency_ms": 5}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    first.kill();
+    let second = start(&state, &[]);
+    let r = second
+        .agent("GET", "/nodes/pve/storage/local/status", &[])
+        .await;
+    assert_eq!(r.data()["active"], json!(0));
+    let fs = second.control_get("usb").await;
+    assert_eq!(fs.json[0]["mount"], json!("/mnt/usb2"));
+    // The remembered by-uuid directory is used when the test does not repeat it.
+    let r = second
+        .control("usb", json!({"uuid": "0b5e-77aa", "present": false}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(std::fs::symlink_metadata(by_uuid.join("0b5e-77aa")).is_err());
+}
