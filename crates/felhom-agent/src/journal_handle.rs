@@ -21,6 +21,13 @@
 //! no other request is queued) the closure runs in place, since `block_in_place` is not
 //! available there.
 //!
+//! Reads on the local API's request path (token lookups on every call, backup status, the
+//! backup policy) take [`JournalHandle::read`]: a read-only connection of their own when the
+//! handle has one ([`JournalHandle::with_reader`]), run in place. Under WAL a reader never waits
+//! for the writer's commit, so a request that only reads neither queues behind the engine's
+//! fsyncs nor pays for `block_in_place`; on the writer's connection it did both (the real-mode
+//! local-API benchmark's read p99 was 14.8 ms before this, see bench/README.md).
+//!
 //! The local API's audit writer keeps its own connection on a thread of its own (queued,
 //! never waited for). Read-only connections (the hub report's audit tail, `plan`, `audit`)
 //! do not contend with the writer under WAL.
@@ -35,6 +42,8 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 #[derive(Clone)]
 pub struct JournalHandle {
     journal: Arc<Mutex<Journal>>,
+    /// A read-only connection for [`JournalHandle::read`].
+    reader: Option<Arc<Mutex<Journal>>>,
 }
 
 impl std::fmt::Debug for JournalHandle {
@@ -48,6 +57,26 @@ impl JournalHandle {
     pub fn new(journal: Journal) -> Self {
         JournalHandle {
             journal: Arc::new(Mutex::new(journal)),
+            reader: None,
+        }
+    }
+
+    /// The same handle, with `reader` (a read-only connection to the same journal) for
+    /// [`JournalHandle::read`].
+    pub fn with_reader(mut self, reader: Journal) -> Self {
+        self.reader = Some(Arc::new(Mutex::new(reader)));
+        self
+    }
+
+    /// Runs the read `f` on the read-only connection, in place (see the module docs); on the
+    /// writer's connection through [`JournalHandle::with`] when there is none.
+    pub fn read<T>(&self, f: impl FnOnce(&Journal) -> T) -> T {
+        match &self.reader {
+            Some(reader) => {
+                let journal = reader.lock().unwrap_or_else(PoisonError::into_inner);
+                f(&journal)
+            }
+            None => self.with(|j| f(j)),
         }
     }
 

@@ -119,7 +119,7 @@ impl TokenStore for JournalTokens {
     fn lookup(&self, id: TokenId) -> Result<Option<TokenRecord>, PortError> {
         let row = self
             .journal
-            .with(|j| j.local_api_token(&id.to_string()))
+            .read(|j| j.local_api_token(&id.to_string()))
             .map_err(|e| tokens_err("reading a token", e))?;
         row.map(record_of).transpose()
     }
@@ -185,7 +185,7 @@ impl Shared {
         let err = |what: &str, e: JournalError| PortError::with_source("guests", what, e);
         let generation = self
             .journal
-            .with(|j| j.latest_desired_generation())
+            .read(|j| j.latest_desired_generation())
             .map_err(|e| err("reading the desired generation", e))?;
         let Some(generation) = generation else {
             return Ok(None);
@@ -198,7 +198,7 @@ impl Shared {
         }
         let record = self
             .journal
-            .with(|j| j.latest_desired_state())
+            .read(|j| j.latest_desired_state())
             .map_err(|e| err("reading the desired state", e))?;
         let Some(record) = record else {
             return Ok(None);
@@ -226,7 +226,7 @@ impl Shared {
     fn local_snapshots(&self, vmid: Vmid) -> Result<Vec<String>, PortError> {
         let ops = self
             .journal
-            .with(|j| j.snapshot_ops(vmid.get()))
+            .read(|j| j.snapshot_ops(vmid.get()))
             .map_err(|e| PortError::with_source("ops", "reading the guest's snapshot ops", e))?;
         // name -> (made through the local API, when); later ops overwrite earlier ones.
         let mut latest: std::collections::HashMap<String, (bool, i64)> = Default::default();
@@ -267,7 +267,7 @@ impl Shared {
     /// the target with backups. An open backup is left to the submission's conflict answer.
     fn backup_spacing(&self, vmid: Vmid, policy: &BackupPolicy) -> Result<(), OpError> {
         let err = |e| PortError::with_source("guests", "reading backups", e);
-        let (open, last) = self.journal.with(|j| {
+        let (open, last) = self.journal.read(|j| {
             let open = j
                 .latest_op_with_step(vmid.get(), BACKUP_STEP)
                 .map_err(err)?
@@ -470,7 +470,7 @@ impl GuestView for GuestFacts {
             // journal says the guest is not managed, or Proxmox says it does not exist.
             let managed = shared
                 .journal
-                .with(|j| j.guests())
+                .read(|j| j.guests())
                 .map_err(|e| PortError::with_source("guests", "reading provenance", e))?
                 .iter()
                 .any(|g| g.vmid == vmid.get() && g.managed);
@@ -502,7 +502,7 @@ impl GuestView for GuestFacts {
     fn backup_status(&self, vmid: Vmid) -> PortFuture<'_, Result<BackupStatus, PortError>> {
         Box::pin(async move {
             let err = |e| PortError::with_source("guests", "reading backups", e);
-            self.shared.journal.with(|j| {
+            self.shared.journal.read(|j| {
                 let latest = j
                     .latest_op_with_step(vmid.get(), BACKUP_STEP)
                     .map_err(err)?;
@@ -568,6 +568,10 @@ pub fn ports(
     handle: AgentHandle,
     client: pve::Client,
 ) -> anyhow::Result<Ports> {
+    // Request-path reads on a read-only connection of their own (journal_handle.rs).
+    let reader = Journal::open_read_only(state_dir)
+        .context("cannot open the journal for the local api's reads")?;
+    let journal = journal.with_reader(reader);
     let shared = Arc::new(Shared {
         journal: journal.clone(),
         handle,

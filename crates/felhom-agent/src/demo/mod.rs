@@ -122,8 +122,10 @@ async fn story(n: &Narrator, opts: &DemoOptions, dir: &Path) -> anyhow::Result<(
     stage.beat().await;
     stage.signed_destroy().await?;
     stage.beat().await;
+    stage.controller_backup().await?;
+    stage.beat().await;
     stage.dead_mans_switch().await?;
-    n.heading("7. done");
+    n.heading("8. done");
     n.say(stage.audit_summary().await?);
     n.say(format!("the whole story took {:.1}s", n.elapsed_s()));
     stage.stop();

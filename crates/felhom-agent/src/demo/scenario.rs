@@ -16,6 +16,10 @@ pub const RESIZED_MEMORY_MIB: u64 = 1024;
 pub const RESIZED_DESCRIPTION: &str = "resized by the hub (felhom demo)";
 /// The guest generation 1 stops and generation 2 drops (a destroy).
 pub const DROPPED: u64 = 102;
+/// The guest whose controller asks for a backup through the local API.
+pub const BACKED_UP: u64 = 100;
+/// The backups its policy keeps on `local` (`keep_last`).
+pub const KEEP_LAST: u64 = 2;
 
 /// One guest as a desired state names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +86,9 @@ pub fn desired_document(generation: u64, guests: &[Wanted]) -> Value {
             guest
         })
         .collect();
-    json!({"v": 1, "generation": generation, "guests": guests})
+    json!({"v": 1, "generation": generation, "guests": guests,
+           "backup": {"guests": {BACKED_UP.to_string():
+               {"schedule": "daily", "target": "local", "keep_last": KEEP_LAST}}}})
 }
 
 /// A signed op ready for the hub.

@@ -74,7 +74,13 @@ pub fn operators_file(dir: &Path, key: &mut OperatorKey) -> anyhow::Result<PathB
 
 /// Writes `config.json` for `felhom-agent run`: the token and the hub key in 0600 files, the
 /// simulator's fingerprint pinned, the hub polled every [`POLL_INTERVAL_S`] seconds.
-pub fn config(dir: &Path, sim: &Sim, hub: &Hub, operators: &Path) -> anyhow::Result<PathBuf> {
+pub fn config(
+    dir: &Path,
+    sim: &Sim,
+    hub: &Hub,
+    operators: &Path,
+    local_api: std::net::SocketAddr,
+) -> anyhow::Result<PathBuf> {
     let token = secret_file(dir, "proxmox-token", &sim.info.token)?;
     let api_key = secret_file(dir, "hub-api-key", &hub.info.api_key)?;
     let config = serde_json::json!({
@@ -92,6 +98,7 @@ pub fn config(dir: &Path, sim: &Sim, hub: &Hub, operators: &Path) -> anyhow::Res
             "api_key": {"file": api_key.display().to_string()},
             "poll_interval_s": POLL_INTERVAL_S,
         },
+        "local_api": {"listen": [local_api.to_string()]},
         "log": {"level": "info", "format": "text"},
     });
     let path = dir.join("config.json");

@@ -1,4 +1,4 @@
-//! The six steps of the story. Each acts through the hub (or, for the operator, with the
+//! The seven steps of the story. Each acts through the hub (or the local API, or, for the operator, with the
 //! operator's tools), then waits until the agent's report at the hub shows the effect, and
 //! narrates the facts it read.
 
@@ -15,7 +15,7 @@ use testkit::{Hub, HubOptions, Sim, SimOptions};
 use super::agent::{log_tail, AgentProcess};
 use super::narrate::Narrator;
 use super::observe::{outcome_word, wait_until, Look, Report, MIB};
-use super::scenario::{self, Wanted, DROPPED, RESIZED};
+use super::scenario::{self, Wanted, BACKED_UP, DROPPED, KEEP_LAST, RESIZED};
 use super::setup::{self, OperatorKey, HOST_ID, OPERATOR};
 use super::{DemoOptions, Timing};
 
@@ -34,6 +34,12 @@ pub(crate) struct Stage<'a> {
     key: OperatorKey,
     /// The node's guests before the hub said anything.
     before: BTreeMap<u64, LxcStatus>,
+    /// The agent's configuration file (the CLI commands of the story read it).
+    config: std::path::PathBuf,
+    /// The agent's state directory.
+    state_dir: std::path::PathBuf,
+    /// Where the agent serves the local API.
+    local_api: std::net::SocketAddr,
 }
 
 /// Step 1: the simulator, the hub, the operator key, the agent, and its first check-in.
@@ -94,7 +100,9 @@ pub(crate) async fn start<'a>(
         operators.display()
     ));
 
-    let config = setup::config(dir, &sim, &hub, &operators)?;
+    // A free loopback port for the local API, known before the agent binds it.
+    let local_api = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let config = setup::config(dir, &sim, &hub, &operators, local_api)?;
     // Checked the way the agent will load it, so a mistake here is named before it starts.
     crate::config::load(&config, std::iter::empty())
         .context("the demo wrote an invalid configuration")?;
@@ -117,6 +125,9 @@ pub(crate) async fn start<'a>(
         timing: timing.clone(),
         key,
         before,
+        config: config.clone(),
+        state_dir: dir.join("state"),
+        local_api,
     };
     let first = stage
         .wait_report("the agent's first report at the hub", |r| {
@@ -393,9 +404,140 @@ impl Stage<'_> {
     }
 
     /// Step 6: freeze the agent until the hub alerts, then let it run and see the alert clear.
+    /// Step 6: guest 100's controller asks for a backup through the local API; the agent
+    /// runs vzdump without pruning, then prunes by its own retention for the guest's policy.
+    pub async fn controller_backup(&self) -> anyhow::Result<()> {
+        let n = self.n;
+        n.heading(&format!(
+            "6. guest {BACKED_UP}'s controller asks for a backup through the local API"
+        ));
+        let guest = vmid(BACKED_UP)?;
+        for _ in 0..3 {
+            let mut req = pve::VzdumpRequest::new(guest, "local");
+            req.remove = Some(false);
+            if let pve::VzdumpOutcome::Task(upid) = self.pve.vzdump(&req).await? {
+                self.pve
+                    .wait_task(&upid, pve::WaitOptions::new(self.timing.step_timeout))
+                    .await?;
+            }
+        }
+        let before = self.backups(guest).await?;
+        n.say(format!(
+            "guest {BACKED_UP} has {} older backups on storage local, made by hand with vzdump; \
+             its policy in the desired state: daily to local, keep_last {KEEP_LAST}",
+            before.len()
+        ));
+        let token = self.mint_token(BACKED_UP)?;
+        n.say(format!(
+            "felhom-agent localapi token --vmid {BACKED_UP}: the controller's bearer token \
+             (shown once by the CLI; not printed here)"
+        ));
+        let fingerprint = localapi::fingerprint(&self.state_dir, &[self.local_api])?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(pve::pinned_client_config(fingerprint)?)
+            .https_only(true)
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let base = format!("https://{}", self.local_api);
+        let resp = client
+            .post(format!("{base}/backup"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        anyhow::ensure!(
+            status == reqwest::StatusCode::ACCEPTED,
+            "POST /backup answered {status}: {body}"
+        );
+        n.say(format!(
+            "POST {base}/backup (certificate pinned) -> {status}, op {}",
+            body["op_id"].as_str().unwrap_or("?")
+        ));
+        let before = &before;
+        let after = wait_until(
+            n,
+            "the backup and the agent's prune",
+            self.timing.step_timeout,
+            self.timing.look_every,
+            move || async move {
+                let now = self.backups(guest).await?;
+                let new = now.iter().filter(|v| !before.contains(v)).count();
+                Ok(if new == 1 && now.len() as u64 == KEEP_LAST {
+                    Look::Done(now)
+                } else {
+                    Look::Seen(format!("{} backups, {new} new", now.len()))
+                })
+            },
+        )
+        .await?;
+        n.say(format!(
+            "vzdump ran with remove=0 (a backup never prunes), then the agent pruned by its own \
+             retention (keep-last={KEEP_LAST},keep-daily={KEEP_LAST}): guest {BACKED_UP} now has \
+             {} backups on local: {}",
+            after.len(),
+            after.join(", ")
+        ));
+        let status: serde_json::Value = client
+            .get(format!("{base}/backup/status"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        n.say(format!(
+            "GET /backup/status -> {}, last success {}",
+            status["state"].as_str().unwrap_or("?"),
+            status["last_success_at"].as_str().unwrap_or("never")
+        ));
+        Ok(())
+    }
+
+    /// The guest's backup volume ids on `local`, oldest first.
+    async fn backups(&self, guest: Vmid) -> anyhow::Result<Vec<String>> {
+        let mut v: Vec<String> = self
+            .pve
+            .storage_content("local", Some("backup"), Some(guest))
+            .await?
+            .into_iter()
+            .map(|c| c.volid)
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// `felhom-agent localapi token --vmid N --config C`: the token is the last line.
+    fn mint_token(&self, guest: u64) -> anyhow::Result<String> {
+        let exe = std::env::current_exe().context("cannot locate the running executable")?;
+        let out = std::process::Command::new(exe)
+            .args([
+                "localapi",
+                "token",
+                "--vmid",
+                &guest.to_string(),
+                "--config",
+            ])
+            .arg(&self.config)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("cannot run felhom-agent localapi token")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "felhom-agent localapi token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)?
+            .lines()
+            .last()
+            .map(|l| l.trim().to_owned())
+            .filter(|t| t.starts_with("fla_"))
+            .context("felhom-agent localapi token printed no token")
+    }
+
     pub async fn dead_mans_switch(&self) -> anyhow::Result<()> {
         let n = self.n;
-        n.heading("6. the dead-man's switch");
+        n.heading("7. the dead-man's switch");
         let before = self.report().await?.context("the hub has no report")?;
         self.agent.pause()?;
         n.say(format!(

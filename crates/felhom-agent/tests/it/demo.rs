@@ -63,7 +63,13 @@ fn assert_gone(pids: &[u32], out: &str) {
 
 /// Nothing secret-shaped in the output: the Proxmox tokens, the hub key, the private key.
 fn assert_no_secrets(out: &str) {
-    for secret in ["felhom-agent@pve!", "root@pam!", "hubsim-", "PRIVATE KEY"] {
+    for secret in [
+        "felhom-agent@pve!",
+        "root@pam!",
+        "hubsim-",
+        "PRIVATE KEY",
+        "fla_",
+    ] {
         assert!(!out.contains(secret), "{secret:?} printed:\n{out}");
     }
 }
@@ -90,11 +96,16 @@ fn demo_tells_the_story_from_real_reports_and_cleans_up() {
         // 5: the signed op executed, the guest gone.
         " done: verified (signer demo-operator, key SHA256:",
         "guest 102 is gone from the simulator; guests now 100, 101",
-        // 6: the dead-man's switch raised and cleared.
+        // 6: a controller's backup through the local API, pruned by the agent's retention.
+        "guest 100 has 3 older backups on storage local",
+        "/backup (certificate pinned) -> 202 Accepted, op la-backup-100-",
+        "guest 100 now has 2 backups on local",
+        "GET /backup/status -> succeeded",
+        // 7: the dead-man's switch raised and cleared.
         "hub alert: demo-host missed-check-in (silent ",
         "alert cleared: the agent checked in again",
         "reporting again: report of ",
-        "== 7. done",
+        "== 8. done",
         "audit entries of the agent's hash-chained log",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
