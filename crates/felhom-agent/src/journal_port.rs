@@ -170,6 +170,11 @@ impl Store for JournalStore {
             .with(|j| j.unfinished_ops())
             .map_err(err("reading unfinished ops"))
     }
+    fn upid_recorded(&self, upid: &str) -> Result<bool, StoreError> {
+        self.journal
+            .with(|j| j.upid_recorded(upid))
+            .map_err(err("reading recorded tasks"))
+    }
     fn pending_ops(&self) -> Result<Vec<OpRecord>, StoreError> {
         self.journal
             .with(|j| j.pending_ops())

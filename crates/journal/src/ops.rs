@@ -309,6 +309,18 @@ impl Journal {
         )
     }
 
+    /// Whether any step of any op has recorded `upid` (the task of an ambiguous POST is never
+    /// one another step already owns).
+    pub fn upid_recorded(&self, upid: &str) -> Result<bool, JournalError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM op_steps WHERE upid = ?1)",
+                params![upid],
+                |r| r.get(0),
+            )
+            .map_err(JournalError::sql("reading ops"))
+    }
+
     /// When a step of `step_kind` last finished done on `vmid`, whatever became of the rest
     /// of its op (a backup op's vzdump is its backup, even if the prune after it failed or a
     /// restart skipped it).
@@ -715,6 +727,8 @@ mod tests {
             "a refused op says nothing about the guest"
         );
         assert_eq!(j.last_step_done(101, "vzdump").unwrap(), Some(20));
+        assert!(j.upid_recorded("UPID:b1").unwrap());
+        assert!(!j.upid_recorded("UPID:other").unwrap());
         assert_eq!(j.last_step_done(102, "vzdump").unwrap(), None);
         assert_eq!(j.last_step_done(101, "snapshot").unwrap(), None);
         // A backup whose vzdump is done counts even if the op did not succeed (its prune

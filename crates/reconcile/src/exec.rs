@@ -593,6 +593,18 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
         }
     }
 
+    /// Whether another step already recorded `upid` as its task. A journal that cannot say is
+    /// taken as "no" (the search then behaves as before the check existed), with a warning.
+    pub(crate) fn upid_owned(&self, upid: &Upid) -> bool {
+        match self.with_store(|s| s.upid_recorded(upid.as_str())) {
+            Ok(owned) => owned,
+            Err(e) => {
+                warn!(%upid, error = %crate::error_chain(&e), "cannot tell whether a task is recorded");
+                false
+            }
+        }
+    }
+
     /// After an ambiguous POST: the task it may have started, searched for a few times over
     /// about two seconds (a task list read can fail right after a dropped connection, and a
     /// node may list a task a moment after forking it). `None` when none appeared: the POST is
@@ -600,7 +612,15 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
     async fn search_task(&self, vmid: u32, step: &Step, intent_at: i64) -> Option<Upid> {
         let mut delay = std::time::Duration::from_millis(100);
         for attempt in 1..=5 {
-            match crate::recover::resolve_intent(&*self.px, vmid, step.task_type(), intent_at).await
+            let owned = |upid: &Upid| self.upid_owned(upid);
+            match crate::recover::resolve_intent(
+                &*self.px,
+                vmid,
+                step.task_type(),
+                intent_at,
+                owned,
+            )
+            .await
             {
                 Ok(Some(upid)) => return Some(upid),
                 Ok(None) if step.task_type().is_none() => return None,

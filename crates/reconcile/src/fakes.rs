@@ -1131,6 +1131,15 @@ impl Store for MemoryStore {
         })
     }
 
+    fn upid_recorded(&self, upid: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .ops
+            .iter()
+            .flat_map(|o| o.steps.iter())
+            .any(|s| s.upid.as_deref() == Some(upid)))
+    }
+
     fn unfinished_ops(&self) -> Result<Vec<OpRecord>, StoreError> {
         Ok(self
             .lock()

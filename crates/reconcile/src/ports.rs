@@ -393,6 +393,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Ops to resume after a restart.
     fn unfinished_ops(&self) -> Result<Vec<OpRecord>, StoreError>;
+    /// Whether a step of any op has recorded `upid` as its task.
+    fn upid_recorded(&self, upid: &str) -> Result<bool, StoreError>;
     /// Ops waiting for a signature.
     fn pending_ops(&self) -> Result<Vec<OpRecord>, StoreError>;
     /// Records a signed op's state and outcome (JSON).

@@ -50,18 +50,24 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Looks for the task a POST at `intent_at` may have started. `None` for synchronous steps.
+///
+/// UPID start times are whole seconds, so the search window (from a second before the intent)
+/// can hold the task of an earlier op of the same type on the same guest, moments before:
+/// `owned` says whether a task is already recorded by another step, and such a task is never
+/// taken for this one.
 pub async fn resolve_intent<P: Proxmox>(
     px: &P,
     vmid: u32,
     task_type: Option<&'static str>,
     intent_at: i64,
+    owned: impl Fn(&Upid) -> bool,
 ) -> Result<Option<Upid>, ProxmoxError> {
     let Some(task_type) = task_type else {
         return Ok(None);
     };
     let since = intent_at - 1;
     let mut found = px.find_tasks(vmid, task_type, since).await?;
-    found.retain(|t| i64::try_from(t.starttime).unwrap_or(i64::MAX) >= since);
+    found.retain(|t| i64::try_from(t.starttime).unwrap_or(i64::MAX) >= since && !owned(&t.upid));
     // The earliest one after the intent is ours; a later one would be someone else's retry.
     found.sort_by_key(|t| t.starttime);
     Ok(found.into_iter().next().map(|t| t.upid))
@@ -192,6 +198,7 @@ async fn settle<P: Proxmox, S: Store>(
                     op.vmid,
                     Step::task_type_of(&step.kind),
                     intent_at,
+                    |upid| exec.upid_owned(upid),
                 )
                 .await
                 .map_err(|source| ExecError::Proxmox {

@@ -156,6 +156,23 @@ impl Sim {
         Ok(pve::Client::new(config)?)
     }
 
+    /// A backup of `vmid` to `storage` made the way root would by hand (vzdump with
+    /// `remove=0`, the root token), waited for: the world outside the agent, for the demo and
+    /// tests. Not the agent's path, which runs every backup through its executor.
+    pub async fn backup_by_hand(&self, vmid: u32, storage: &str) -> Result<()> {
+        let root = self.client(true)?;
+        let mut req = pve::VzdumpRequest::new(pve::Vmid::new(vmid)?, storage);
+        req.remove = Some(false);
+        if let pve::VzdumpOutcome::Task(upid) = root.vzdump(&req).await? {
+            root.wait_task(
+                &upid,
+                pve::WaitOptions::new(std::time::Duration::from_secs(60)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Calls a `/_sim/` test control (`path` like `/_sim/acl`) with an optional JSON body and
     /// returns the JSON answer; a non-2xx answer is an error carrying the body.
     pub async fn control(

@@ -26,7 +26,7 @@ pub(crate) struct Stage<'a> {
     pub agent: AgentProcess,
     hub: Hub,
     /// Owned so that it lives exactly as long as the stage (killed on drop).
-    _sim: Sim,
+    sim: Sim,
     /// The simulator seen with its root token, to show the node as it really is.
     pve: pve::Client,
     n: &'a Narrator,
@@ -119,7 +119,7 @@ pub(crate) async fn start<'a>(
     let stage = Stage {
         agent,
         hub,
-        _sim: sim,
+        sim,
         pve,
         n,
         timing: timing.clone(),
@@ -413,13 +413,7 @@ impl Stage<'_> {
         ));
         let guest = vmid(BACKED_UP)?;
         for _ in 0..3 {
-            let mut req = pve::VzdumpRequest::new(guest, "local");
-            req.remove = Some(false);
-            if let pve::VzdumpOutcome::Task(upid) = self.pve.vzdump(&req).await? {
-                self.pve
-                    .wait_task(&upid, pve::WaitOptions::new(self.timing.step_timeout))
-                    .await?;
-            }
+            self.sim.backup_by_hand(BACKED_UP as u32, "local").await?;
         }
         let before = self.backups(guest).await?;
         n.say(format!(

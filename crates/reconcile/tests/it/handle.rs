@@ -238,3 +238,29 @@ async fn an_ambiguous_prune_is_resolved_by_the_task_list() {
     assert_eq!(px.guest(100).unwrap().backups.len(), 1);
     assert_eq!(store.op(&id).unwrap().state, OpStatus::Succeeded);
 }
+
+/// UPID start times are whole seconds: an ambiguous snapshot moments after another on the same
+/// guest must be matched to its own task, never to the earlier op's (which would mark it done
+/// while its own task still runs, or never ran).
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_post_is_never_matched_to_an_earlier_ops_task() {
+    let px = node(&[(100, "running")], 50);
+    let store = MemoryStore::new();
+    let (e, _) = engine(&px, &store, EngineConfig::default());
+    let h = e.handle();
+    let first = h.submit(Origin::LocalApi, 100, snap("one")).unwrap();
+    let first_id = first.op_id.clone();
+    first.finished().await.unwrap();
+    px.inject(100, Fault::DropAfterPost);
+    let second = h.submit(Origin::LocalApi, 100, snap("two")).unwrap();
+    let second_id = second.op_id.clone();
+    second.finished().await.unwrap();
+    let upid = |id: &str| store.op(id).unwrap().steps[0].upid.clone().unwrap();
+    assert_ne!(
+        upid(&first_id),
+        upid(&second_id),
+        "the second op took the first op's task"
+    );
+    assert_eq!(px.tasks_of("vzsnapshot", 100), 2);
+    assert_eq!(px.guest(100).unwrap().snapshots, vec!["one", "two"]);
+}
