@@ -75,10 +75,9 @@ pub fn create(call: &Call) -> Result<Reply, ApiError> {
     let storage = call.str("storage").unwrap_or_else(|| "local".into());
     let ostemplate = call.str("ostemplate").unwrap_or_default();
     let mounts = mount_params(call);
-    // PVE refuses mpN without rootfs for create and restore alike (LXC.pm:385-386); the
-    // simulator enforces it only on restore for now, because the `pve` crate's create test
-    // still sends mp0 without rootfs (see the README's "Simplified" list).
-    if restore && !mounts.is_empty() && !mounts.iter().any(|(k, _)| k == "rootfs") {
+    // PVE refuses mpN without rootfs for create and restore alike (pve-container
+    // `API2/LXC.pm`, before it branches on `restore`).
+    if !mounts.is_empty() && !mounts.iter().any(|(k, _)| k == "rootfs") {
         return Err(ApiError::Fail(
             "mount points configured, but 'rootfs' not set - aborting\n".into(),
         ));

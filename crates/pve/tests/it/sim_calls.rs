@@ -304,6 +304,9 @@ async fn create_resize_snapshots_destroy() {
     create
         .nets
         .insert(0, "name=eth0,bridge=vmbr0,ip=dhcp".into());
+    // With a mount point PVE needs rootfs too ("mount points configured, but 'rootfs' not
+    // set - aborting", for create as for restore).
+    create.rootfs = Some("local-lvm:4".into());
     create
         .mount_points
         .insert(0, "local-lvm:2,mp=/data,backup=0".into());
