@@ -1053,6 +1053,16 @@ mod tests {
         );
     }
 
+    /// The fuzz target's seed reaches the accepted path (a seed that is rejected would leave
+    /// the fuzzer to find the valid shape by itself).
+    #[test]
+    fn the_fuzz_corpus_seed_parses() {
+        let seed = include_str!("../../../../fuzz/corpus/desired/with-storage.json");
+        let d = parse(seed.as_bytes()).unwrap();
+        assert_eq!(d.storage.map(|s| s.targets.len()), Some(4));
+        assert_eq!(d.guests[&101].volumes.len(), 3);
+    }
+
     #[test]
     fn documents_without_storage_hash_as_before() {
         // The canonical text of a document without volumes or storage is what it was before
