@@ -23,8 +23,12 @@ pub const MAX_VOLUME_GB: u64 = 1 << 20;
 /// The largest `creds` text accepted; an age file for one small JSON object is under 1 KiB.
 pub const MAX_CREDS_BYTES: usize = 16 << 10;
 
+/// The longest `label` (characters).
+pub const MAX_LABEL_CHARS: usize = 64;
+
 const TARGET_KEYS: &[&str] = &[
     "id",
+    "label",
     "type",
     "durable_id",
     "class",
@@ -278,6 +282,9 @@ impl Default for TargetPolicy {
 pub struct StorageTarget {
     /// The PVE storage id.
     pub id: String,
+    /// The human name (the seed's `Label`, canonical here); display only, never an identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// The kind of storage.
     #[serde(rename = "type")]
     pub kind: TargetType,
@@ -452,6 +459,20 @@ fn parse_target(path: &str, v: &Value) -> Result<StorageTarget, DesiredError> {
     let obj = object(path, v)?;
     only_keys(path, obj, TARGET_KEYS)?;
     let id = storage_id(&format!("{path}.id"), req_str(path, obj, "id")?)?;
+    let label = match opt_str(path, obj, "label")? {
+        // Shown to customers and written to logs: one line of printable text.
+        Some(l) => {
+            let n = l.chars().count();
+            if n == 0 || n > MAX_LABEL_CHARS || l.chars().any(char::is_control) {
+                return Err(field(
+                    format!("{path}.label"),
+                    format!("must be 1..{MAX_LABEL_CHARS} characters without control characters"),
+                ));
+            }
+            Some(l.to_owned())
+        }
+        None => None,
+    };
     let kind = TargetType::parse(path, obj, "type")?;
     let durable_id = parse_durable_id(
         &format!("{path}.durable_id"),
@@ -503,6 +524,7 @@ fn parse_target(path: &str, v: &Value) -> Result<StorageTarget, DesiredError> {
     let state = TargetState::parse(path, obj, "state")?;
     Ok(StorageTarget {
         id,
+        label,
         kind,
         durable_id,
         class,
@@ -981,7 +1003,7 @@ mod tests {
                 {"name":"cache","mp":"/mnt/cache","kind":"bulk","size_gb":50,"target":"nas","backup":"none"},
                 {"name":"logs","mp":"/var/log/app","kind":"hot","size_gb":2,"target":"ssd2"}]}],
             "storage":{"targets":[
-                {"id":"usb-a","type":"usb","durable_id":"3f1c2b7e-9d4a-4c21-8e5f-0a1b2c3d4e5f","class":"slow","iops":150,
+                {"id":"usb-a","label":"Média (USB)","type":"usb","durable_id":"3f1c2b7e-9d4a-4c21-8e5f-0a1b2c3d4e5f","class":"slow","iops":150,
                  "role":"bulk-data","creds":null,
                  "policy":{"default":true,"schedulable":true,"schedule":"02:30","keep":{"last":7,"weekly":4},"backup_to":"pbs-off"},
                  "state":"attached"},
@@ -1017,6 +1039,7 @@ mod tests {
             )
         );
         assert!(usb.policy.default && usb.policy.schedulable);
+        assert_eq!(usb.label.as_deref(), Some("Média (USB)"));
         assert_eq!(usb.policy.keep.map(|k| (k.last, k.weekly)), Some((7, 4)));
         let pbs = s.target("pbs-off").unwrap();
         assert_eq!(
@@ -1114,8 +1137,12 @@ mod tests {
              "storage.targets[0].creds", "a usb target has no credentials"),
             ("bad storage id", |d| d["storage"]["targets"][0]["id"] = "../etc".into(),
              "storage.targets[0].id", "\"../etc\" is not a proxmox storage id"),
-            ("unknown target field", |d| d["storage"]["targets"][0]["label"] = "Media".into(),
-             "storage.targets[0].label", "unknown field"),
+            ("unknown target field", |d| d["storage"]["targets"][0]["name"] = "Media".into(),
+             "storage.targets[0].name", "unknown field"),
+            ("label with a newline", |d| d["storage"]["targets"][0]["label"] = "a\nb".into(),
+             "storage.targets[0].label", "without control characters"),
+            ("empty label", |d| d["storage"]["targets"][0]["label"] = "".into(),
+             "storage.targets[0].label", "must be 1..64 characters"),
             ("unknown section field", |d| d["storage"]["default"] = "usb-a".into(),
              "storage.default", "unknown field"),
             ("unknown policy field", |d| d["storage"]["targets"][0]["policy"]["migrated_to"] = "x".into(),
