@@ -8,20 +8,23 @@
 //! anything could log it). Objects are read key by key, like the guest entry, so every error
 //! names the field (`storage.targets[1].iops`) and an unknown key is an error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::Engine as _;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::backup::{is_storage_id, Schedule};
 use super::{field, DesiredError};
 
-/// The largest volume (GiB): 1 PiB; bigger is a typo, and it keeps KiB arithmetic in u64.
-pub const MAX_VOLUME_GB: u64 = 1 << 20;
-/// The largest `creds` text accepted; an age file for one small JSON object is under 1 KiB.
-pub const MAX_CREDS_BYTES: usize = 16 << 10;
+mod shape;
+mod volumes;
+
+pub use shape::MAX_CREDS_BYTES;
+pub(crate) use volumes::{check_volumes, parse_volumes};
+pub use volumes::{Volume, MAX_VOLUME_GB};
+
+use shape::{parse_creds, parse_durable_id};
 
 /// The longest `label` (characters).
 pub const MAX_LABEL_CHARS: usize = 64;
@@ -40,7 +43,6 @@ const TARGET_KEYS: &[&str] = &[
 ];
 const POLICY_KEYS: &[&str] = &["default", "schedulable", "schedule", "keep", "backup_to"];
 const KEEP_KEYS: &[&str] = &["last", "hourly", "daily", "weekly", "monthly", "yearly"];
-const VOLUME_KEYS: &[&str] = &["name", "mp", "kind", "size_gb", "target", "backup"];
 
 /// Declares a closed word list: the enum, its JSON words, and the parser naming the field.
 macro_rules! words {
@@ -333,25 +335,6 @@ impl Serialize for StorageSection {
     }
 }
 
-/// One volume of a guest entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Volume {
-    /// Unique within the guest.
-    pub name: String,
-    /// Mount path inside the guest.
-    pub mp: String,
-    /// Hot or bulk.
-    pub kind: VolumeKind,
-    /// Size in GiB (at least 1).
-    pub size_gb: u64,
-    /// The target id; required for bulk, optional for hot (then the guest's primary storage).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// The backup decision of a bulk volume (hot volumes are always in the guest's backup).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backup: Option<BulkBackup>,
-}
-
 // ---- parsing -------------------------------------------------------------------------------
 
 fn object<'a>(path: &str, v: &'a Value) -> Result<&'a Map<String, Value>, DesiredError> {
@@ -636,335 +619,12 @@ fn check_policies(list: &[Value], section: &StorageSection) -> Result<(), Desire
     Ok(())
 }
 
-fn parse_durable_id(path: &str, kind: TargetType, s: &str) -> Result<DurableId, DesiredError> {
-    let bad = |want: &str| {
-        field(
-            path,
-            format!("{s:?} is not {want} (type {})", kind.as_str()),
-        )
-    };
-    match kind {
-        TargetType::LocalDir => {
-            // PVE's dir `path` rule (DirPlugin.pm): `^/[-/a-zA-Z0-9_.@]+$`; no `..` on top.
-            let ok = s.len() > 1
-                && s.starts_with('/')
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-/_.@".contains(&b))
-                && s.split('/').all(|c| c != "." && c != "..");
-            ok.then(|| DurableId::Dir(s.to_owned()))
-                .ok_or_else(|| bad("an absolute directory path"))
-        }
-        TargetType::Usb => is_fs_uuid(s)
-            .then(|| DurableId::FsUuid(s.to_owned()))
-            .ok_or_else(|| bad("a filesystem UUID")),
-        TargetType::Nfs | TargetType::Cifs => {
-            let (server, export) = split_server(s).ok_or_else(|| bad("server:export"))?;
-            let ok = if kind == TargetType::Nfs {
-                export.len() > 1
-                    && export.starts_with('/')
-                    && export
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-/_.@".contains(&b))
-            } else {
-                !export.is_empty()
-                    && export.len() <= 80
-                    && export
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.$".contains(&b))
-            };
-            if !ok {
-                return Err(bad(if kind == TargetType::Nfs {
-                    "server:/export"
-                } else {
-                    "server:share"
-                }));
-            }
-            Ok(DurableId::Share {
-                server: server.to_owned(),
-                export: export.to_owned(),
-            })
-        }
-        TargetType::Pbs => {
-            let want = "server:datastore@FINGERPRINT (SHA-256, 32 pairs AA:BB:…)";
-            let (rest, fingerprint) = s.rsplit_once('@').ok_or_else(|| bad(want))?;
-            let (server, datastore) = split_server(rest).ok_or_else(|| bad(want))?;
-            // PBS's datastore name is a SAFE_ID: `[A-Za-z0-9_][A-Za-z0-9._\-]*`.
-            let ds_ok = datastore.len() <= 32
-                && datastore
-                    .bytes()
-                    .next()
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && datastore
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !ds_ok || !is_sha256_fingerprint(fingerprint) {
-                return Err(bad(want));
-            }
-            Ok(DurableId::Pbs {
-                server: server.to_owned(),
-                datastore: datastore.to_owned(),
-                fingerprint: fingerprint.to_owned(),
-            })
-        }
-    }
-}
-
-/// `server:rest` where server is a host name, an IPv4 address or a bracketed IPv6 address.
-fn split_server(s: &str) -> Option<(&str, &str)> {
-    let (server, rest) = if s.starts_with('[') {
-        let end = s.find("]:")?;
-        (&s[..=end], &s[end + 2..])
-    } else {
-        s.split_once(':')?
-    };
-    let host_ok = if let Some(inner) = server.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !server.is_empty()
-            && server.len() <= 253
-            && server.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-    };
-    host_ok.then_some((server, rest))
-}
-
-/// The names `/dev/disk/by-uuid` uses: a 8-4-4-4-12 UUID (ext4, xfs, btrfs), `XXXX-XXXX`
-/// (vfat, exfat) or 16 hex digits (ntfs). Case is kept: the entry names are case-sensitive.
-fn is_fs_uuid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-    let hex = groups
-        .iter()
-        .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_hexdigit()));
-    hex && matches!(lens.as_slice(), [8, 4, 4, 4, 12] | [4, 4] | [16])
-}
-
-/// PBS's fingerprint format: `([A-Fa-f0-9]{2}:){31}[A-Fa-f0-9]{2}`.
-fn is_sha256_fingerprint(s: &str) -> bool {
-    let pairs: Vec<&str> = s.split(':').collect();
-    pairs.len() == 32
-        && pairs
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-const AGE_ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
-const AGE_ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
-const AGE_HEADER: &[u8] = b"age-encryption.org/v1\n";
-
-/// Checks that `text` is an age file encrypted to an X25519 recipient, armored (the age
-/// spec's PEM-like armor) or as one base64 string. Not decrypted: that needs the host's
-/// identity and is the storage reconciler's job; this only refuses what can never decrypt
-/// (plain text, a passphrase-encrypted file), early and without echoing it.
-fn parse_creds(path: &str, text: &str) -> Result<SealedCreds, DesiredError> {
-    let not_age = |why: &str| field(path, format!("not an age-encrypted file: {why}"));
-    if text.len() > MAX_CREDS_BYTES {
-        return Err(not_age(&format!("longer than {MAX_CREDS_BYTES} bytes")));
-    }
-    let body: String = if let Some(rest) = text.trim().strip_prefix(AGE_ARMOR_BEGIN) {
-        let inner = rest
-            .strip_suffix(AGE_ARMOR_END)
-            .ok_or_else(|| not_age("armor without its end line"))?;
-        inner.split_whitespace().collect()
-    } else {
-        text.trim().to_owned()
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body.as_bytes())
-        .map_err(|_| not_age("neither age armor nor base64"))?;
-    if !bytes.starts_with(AGE_HEADER) {
-        return Err(not_age("no age-encryption.org/v1 header"));
-    }
-    // The recipient stanzas precede the `---` MAC line; one of them must be X25519 (the host's
-    // `age1…` recipient), or this host can never open it.
-    let header_end =
-        find(&bytes, b"\n---").ok_or_else(|| not_age("header without its MAC line"))?;
-    if find(&bytes[..header_end], b"\n-> X25519 ").is_none() {
-        return Err(not_age(
-            "no X25519 recipient (encrypt to this host's age1… recipient)",
-        ));
-    }
-    Ok(SealedCreds(text.to_owned()))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Parses a guest entry's `volumes` list (without the cross-check against the targets, which
-/// [`check_volumes`] does once the whole document is read). Sorted by name.
-pub(crate) fn parse_volumes(path: &str, v: &Value) -> Result<Vec<Volume>, DesiredError> {
-    let list = match v {
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(list) => list,
-        _ => return Err(field(path, "must be a list")),
-    };
-    let mut names = BTreeSet::new();
-    let mut mps = BTreeSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    for (j, entry) in list.iter().enumerate() {
-        let vpath = format!("{path}[{j}]");
-        let vol = parse_volume(&vpath, entry)?;
-        if !names.insert(vol.name.clone()) {
-            return Err(field(
-                format!("{vpath}.name"),
-                format!("duplicate volume name {:?}", vol.name),
-            ));
-        }
-        if !mps.insert(vol.mp.clone()) {
-            return Err(field(
-                format!("{vpath}.mp"),
-                format!("duplicate mount path {:?}", vol.mp),
-            ));
-        }
-        out.push(vol);
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
-}
-
-fn parse_volume(path: &str, v: &Value) -> Result<Volume, DesiredError> {
-    let obj = object(path, v)?;
-    only_keys(path, obj, VOLUME_KEYS)?;
-    let name = req_str(path, obj, "name")?;
-    let name_ok = (1..=32).contains(&name.len())
-        && name.as_bytes()[0].is_ascii_lowercase()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !name_ok {
-        return Err(field(
-            format!("{path}.name"),
-            format!("{name:?} is not a volume name ([a-z][a-z0-9_-]*, at most 32)"),
-        ));
-    }
-    let mp = req_str(path, obj, "mp")?;
-    // PVE refuses `.`/`..` components in `mp` (LXC Config.pm); the agent also keeps the path
-    // plain (no empty components, no trailing slash, a conservative character set) so it
-    // compares as written, and never mounts over the guest's root.
-    let mp_ok = mp.len() > 1
-        && mp.len() <= 255
-        && mp.starts_with('/')
-        && mp[1..]
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
-        && mp
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-/_.@".contains(&b));
-    if !mp_ok {
-        return Err(field(
-            format!("{path}.mp"),
-            format!("{mp:?} is not an absolute mount path (no ., .., // or trailing /)"),
-        ));
-    }
-    let kind = VolumeKind::parse(path, obj, "kind")?;
-    let size_gb = opt_count(path, obj, "size_gb", 1, MAX_VOLUME_GB)?
-        .ok_or_else(|| field(format!("{path}.size_gb"), "missing"))?;
-    let target = match opt_str(path, obj, "target")? {
-        Some(s) => Some(storage_id(&format!("{path}.target"), s)?),
-        None => None,
-    };
-    let backup = match obj.get("backup") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(BulkBackup::parse(path, obj, "backup")?),
-    };
-    match kind {
-        VolumeKind::Bulk if target.is_none() => {
-            return Err(field(
-                format!("{path}.target"),
-                "missing: a bulk volume names its target",
-            ))
-        }
-        // Seed §8: each bulk volume carries an explicit own-backup decision, never a default.
-        VolumeKind::Bulk if backup.is_none() => {
-            return Err(field(
-                format!("{path}.backup"),
-                "missing: a bulk volume says \"own\" or \"none\"",
-            ))
-        }
-        VolumeKind::Hot if backup.is_some() => {
-            return Err(field(
-                format!("{path}.backup"),
-                "a hot volume is always in the guest's backup",
-            ))
-        }
-        _ => {}
-    }
-    Ok(Volume {
-        name: name.to_owned(),
-        mp: mp.to_owned(),
-        kind,
-        size_gb,
-        target,
-        backup,
-    })
-}
-
-/// The rules between volumes and targets: the target exists, can hold volumes, a hot volume's
-/// is fast, and an `own` backup has a policy on its target. `path` is the guest's
-/// `guests[i].volumes`; `raw` is that list as sent, for the index in the error path.
-pub(crate) fn check_volumes(
-    path: &str,
-    raw: &Value,
-    volumes: &[Volume],
-    storage: Option<&StorageSection>,
-) -> Result<(), DesiredError> {
-    // In the order sent, so the first bad entry is the one named.
-    let in_order = raw
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .filter_map(|(j, v)| {
-            let name = v.get("name").and_then(Value::as_str)?;
-            volumes
-                .iter()
-                .find(|vol| vol.name == name)
-                .map(|vol| (j, vol))
-        });
-    for (j, vol) in in_order {
-        let Some(id) = &vol.target else { continue };
-        let vpath = format!("{path}[{j}]");
-        let Some(target) = storage.and_then(|s| s.target(id)) else {
-            return Err(field(
-                format!("{vpath}.target"),
-                format!("no storage target {id:?}"),
-            ));
-        };
-        // PBS stores backups only; it cannot hold a container volume (content `backup`).
-        if target.kind == TargetType::Pbs {
-            return Err(field(
-                format!("{vpath}.target"),
-                format!("{id:?} is a pbs target, which cannot hold volumes"),
-            ));
-        }
-        if vol.kind == VolumeKind::Hot && target.class != StorageClass::Fast {
-            return Err(field(
-                format!("{vpath}.target"),
-                format!("a hot volume needs a fast target; {id:?} is slow"),
-            ));
-        }
-        if vol.backup == Some(BulkBackup::Own) && target.policy.backup_to.is_none() {
-            return Err(field(
-                format!("{vpath}.backup"),
-                format!("\"own\" needs a backup policy (policy.backup_to) on target {id:?}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::parse;
+    use super::shape::{parse_creds, parse_durable_id, AGE_ARMOR_BEGIN, AGE_ARMOR_END};
     use super::*;
+    use base64::Engine as _;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -1080,7 +740,7 @@ mod tests {
     /// the fuzzer to find the valid shape by itself).
     #[test]
     fn the_fuzz_corpus_seed_parses() {
-        let seed = include_str!("../../../../fuzz/corpus/desired/with-storage.json");
+        let seed = include_str!("../../../../../fuzz/corpus/desired/with-storage.json");
         let d = parse(seed.as_bytes()).unwrap();
         assert_eq!(d.storage.map(|s| s.targets.len()), Some(4));
         assert_eq!(d.guests[&101].volumes.len(), 3);
