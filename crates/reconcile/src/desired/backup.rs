@@ -138,15 +138,19 @@ impl BackupPolicy {
 
 /// pve-storage-id, as `PVE::JSONSchema::parse_storage_id` checks it:
 /// `^[a-z][a-z0-9\-_.]*[a-z0-9]$`, case-insensitive.
-fn storage_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
+/// The one check, also used for the `storage` section's target ids ([`super::storage`]).
+pub(crate) fn is_storage_id(s: &str) -> bool {
     let b = s.as_bytes();
-    let ok = b.len() >= 2
+    b.len() >= 2
         && b[0].is_ascii_alphabetic()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+fn storage_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if is_storage_id(&s) {
         Ok(s)
     } else {
         Err(serde::de::Error::custom(format!(

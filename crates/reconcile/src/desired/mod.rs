@@ -5,8 +5,9 @@
 //! Unknown fields inside a guest, a config key outside the allowlist, a `netN` with `hwaddr`,
 //! a duplicate vmid: the whole document is rejected (the last accepted one stays in force).
 //! Unknown *top-level* sections are ignored with a warning, because later capabilities add
-//! `storage` and `controller`. Each section the agent knows is a typed part of
-//! [`DesiredState`], parsed and validated here with the rest ([`backup`] today).
+//! sections such as `controller`. Each section the agent knows is a typed part of
+//! [`DesiredState`], parsed and validated here with the rest ([`backup`], [`storage`] and the
+//! guests' `volumes`, which are checked against the storage targets).
 
 use std::collections::BTreeMap;
 
@@ -16,8 +17,10 @@ use sha2::{Digest, Sha256};
 use crate::normalize;
 
 pub mod backup;
+pub mod storage;
 
 use backup::BackupSection;
+use storage::{StorageSection, Volume};
 
 /// The largest generation accepted: 2^53−1, the largest integer every JSON reader holds exactly.
 pub const MAX_GENERATION: u64 = (1 << 53) - 1;
@@ -26,9 +29,9 @@ pub const MAX_GENERATION: u64 = (1 << 53) - 1;
 pub const MAX_DESIRED_BYTES: usize = 4 << 20;
 
 /// The top-level keys v1 knows.
-const KNOWN_TOP: &[&str] = &["v", "generation", "guests", "backup"];
+const KNOWN_TOP: &[&str] = &["v", "generation", "guests", "backup", "storage"];
 /// The keys of a guest entry.
-const GUEST_KEYS: &[&str] = &["vmid", "state", "config"];
+const GUEST_KEYS: &[&str] = &["vmid", "state", "config", "volumes"];
 
 /// `running` or `stopped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +61,8 @@ pub struct DesiredGuest {
     pub state: PowerState,
     /// Allowlisted options, canonical (see [`normalize`]).
     pub config: BTreeMap<String, String>,
+    /// Hot and bulk volumes (DESIGN.md §4.7), sorted by name; checked against the targets.
+    pub volumes: Vec<Volume>,
 }
 
 impl DesiredGuest {
@@ -84,6 +89,8 @@ pub struct DesiredState {
     pub guests: BTreeMap<u32, DesiredGuest>,
     /// The `backup` section; `None` when the document has none.
     pub backup: Option<BackupSection>,
+    /// The `storage` section (the storage manifest); `None` when the document has none.
+    pub storage: Option<StorageSection>,
     /// Top-level sections this version ignores.
     pub ignored_sections: Vec<String>,
     /// The canonical JSON text.
@@ -220,18 +227,41 @@ pub fn parse(bytes: &[u8]) -> Result<DesiredState, DesiredError> {
                 .map_err(|e| field("backup", e.to_string()))?,
         ),
     };
+    let storage = match top.get("storage") {
+        None | Some(Value::Null) => None,
+        Some(section) => Some(storage::parse_section(section)?),
+    };
+    // Volumes name targets, so they are checked once both are read (a volume without a
+    // storage section names a target that does not exist).
+    for (i, entry) in list.iter().enumerate() {
+        if let Some(raw) = entry.get("volumes") {
+            let vmid = entry.get("vmid").and_then(Value::as_u64);
+            let guest = vmid
+                .and_then(|v| u32::try_from(v).ok())
+                .and_then(|v| guests.get(&v));
+            if let Some(guest) = guest {
+                storage::check_volumes(
+                    &format!("guests[{i}].volumes"),
+                    raw,
+                    &guest.volumes,
+                    storage.as_ref(),
+                )?;
+            }
+        }
+    }
     let mut ignored_sections: Vec<String> = top
         .keys()
         .filter(|k| !KNOWN_TOP.contains(&k.as_str()))
         .cloned()
         .collect();
     ignored_sections.sort();
-    let canonical = canonical_json(generation, &guests, backup.as_ref(), &top);
+    let canonical = canonical_json(generation, &guests, backup.as_ref(), storage.as_ref(), &top);
     let sha256 = hex::encode(Sha256::digest(canonical.as_bytes()));
     Ok(DesiredState {
         generation,
         guests,
         backup,
+        storage,
         ignored_sections,
         canonical,
         sha256,
@@ -245,7 +275,7 @@ fn parse_guest(path: &str, entry: &Value) -> Result<DesiredGuest, DesiredError> 
     if let Some(unknown) = obj.keys().find(|k| !GUEST_KEYS.contains(&k.as_str())) {
         return Err(field(
             format!("{path}.{unknown}"),
-            "unknown field (a guest has only vmid, state, config)",
+            "unknown field (a guest has only vmid, state, config, volumes)",
         ));
     }
     let vmid = obj
@@ -276,10 +306,15 @@ fn parse_guest(path: &str, entry: &Value) -> Result<DesiredGuest, DesiredError> 
         }
         Some(_) => return Err(field(format!("{path}.config"), "must be an object")),
     }
+    let volumes = match obj.get("volumes") {
+        None => Vec::new(),
+        Some(v) => storage::parse_volumes(&format!("{path}.volumes"), v)?,
+    };
     Ok(DesiredGuest {
         vmid,
         state,
         config,
+        volumes,
     })
 }
 
@@ -288,6 +323,7 @@ fn canonical_json(
     generation: u64,
     guests: &BTreeMap<u32, DesiredGuest>,
     backup: Option<&BackupSection>,
+    storage: Option<&StorageSection>,
     top: &Map<String, Value>,
 ) -> String {
     let mut doc = BTreeMap::new();
@@ -305,6 +341,13 @@ fn canonical_json(
             m.insert("config".into(), Value::Object(config));
             m.insert("state".into(), Value::from(g.state.as_str()));
             m.insert("vmid".into(), Value::from(g.vmid));
+            // Only when there are any, so a document without volumes hashes as it did before
+            // volumes existed (a re-sent generation must not turn into a conflict).
+            if !g.volumes.is_empty() {
+                if let Ok(v) = serde_json::to_value(&g.volumes) {
+                    m.insert("volumes".into(), v);
+                }
+            }
             Value::Object(m)
         })
         .collect();
@@ -313,6 +356,9 @@ fn canonical_json(
     // of the same policy are the same document.
     if let Some(section) = backup.and_then(|b| serde_json::to_value(b).ok()) {
         doc.insert("backup".to_owned(), sorted(&section));
+    }
+    if let Some(section) = storage.and_then(|s| serde_json::to_value(s).ok()) {
+        doc.insert("storage".to_owned(), sorted(&section));
     }
     for (k, v) in top {
         if !KNOWN_TOP.contains(&k.as_str()) {
@@ -463,9 +509,9 @@ mod tests {
 
     #[test]
     fn unknown_top_level_sections_are_ignored_but_hashed() {
-        let d = doc(json!({"v":1,"generation":1,"guests":[],"storage":{"b":1,"a":2}})).unwrap();
-        assert_eq!(d.ignored_sections, vec!["storage".to_owned()]);
-        let e = doc(json!({"v":1,"generation":1,"guests":[],"storage":{"a":2,"b":1}})).unwrap();
+        let d = doc(json!({"v":1,"generation":1,"guests":[],"controller":{"b":1,"a":2}})).unwrap();
+        assert_eq!(d.ignored_sections, vec!["controller".to_owned()]);
+        let e = doc(json!({"v":1,"generation":1,"guests":[],"controller":{"a":2,"b":1}})).unwrap();
         assert_eq!(d.sha256, e.sha256);
         let f = doc(json!({"v":1,"generation":1,"guests":[]})).unwrap();
         assert_ne!(d.sha256, f.sha256);

@@ -244,6 +244,49 @@ async fn refusals_are_reported_until_an_acceptable_document_arrives() {
     assert_eq!(status.borrow().generation, Some(6));
 }
 
+/// Issue 12: a bad storage manifest (here a hot volume on a slow target) rejects the whole
+/// document, names the field, and the last accepted document, storage section included, stays
+/// in force — also across a restart, which re-reads it from the journal.
+#[tokio::test(start_paused = true)]
+async fn a_bad_storage_manifest_is_rejected_and_the_last_good_one_stays() {
+    use reconcile::Ingest;
+    let px = node(&[(100, "running")], 10);
+    let store = MemoryStore::new();
+    adopt(&px, &store, 100);
+    let (mut e, status) = engine(&px, &store, EngineConfig::default());
+    let doc = |generation: u64, target: &str| {
+        json!({"v":1,"generation":generation,
+            "guests":[{"vmid":100,"state":"running","volumes":[
+                {"name":"db","mp":"/srv/db","kind":"hot","size_gb":8,"target":target}]}],
+            "storage":{"targets":[
+                {"id":"ssd","type":"local-dir","durable_id":"/srv/ssd","class":"fast","iops":40000,
+                 "role":"primary","state":"attached"},
+                {"id":"usb-a","type":"usb","durable_id":"ABCD-1234","class":"slow","role":"bulk-data",
+                 "state":"attached"}]}})
+    };
+    assert_eq!(
+        ingest(&mut e, doc(5, "ssd")),
+        Ingest::Accepted { generation: 5 }
+    );
+    let Ingest::Rejected { reason } = ingest(&mut e, doc(6, "usb-a")) else {
+        panic!("a hot volume on a slow target is accepted");
+    };
+    assert!(
+        reason.contains("guests[0].volumes[0].target") && reason.contains("fast target"),
+        "{reason}"
+    );
+    let in_force = |d: Option<&reconcile::DesiredState>| {
+        d.map(|d| (d.generation, d.guests[&100].volumes[0].target.clone()))
+    };
+    assert_eq!(in_force(e.desired()), Some((5, Some("ssd".to_owned()))));
+    assert!(e.desired().and_then(|d| d.storage.as_ref()).is_some());
+    let refused = status.borrow().refused.clone().expect("reported");
+    assert_eq!(refused.generation, Some(6));
+    drop(e);
+    let (again, _status) = engine(&px, &store, EngineConfig::default());
+    assert_eq!(in_force(again.desired()), Some((5, Some("ssd".to_owned()))));
+}
+
 /// Issue 11 item 5: an op whose id is already journaled is refused, never continued on the
 /// other op's step rows; nothing is posted for it.
 #[tokio::test(start_paused = true)]
