@@ -31,33 +31,18 @@ const OPTIONS: [&str; 6] = [
 ];
 
 /// Parsed `prune-backups`: the count of each option in [`OPTIONS`] order; `None` = keep all.
+/// The text is checked by the schema crate's registered `prune-backups` format (the same check
+/// request parameters pass), so its errors are PVE's.
 fn parse(text: &str) -> Result<Option<[u64; 6]>, ApiError> {
-    let bad = |why: String| ApiError::param("prune-backups", why);
+    let fields = pve_schema::parse_property_string(&json!("prune-backups"), text)
+        .map_err(|e| ApiError::param("prune-backups", format!("invalid format - {e}")))?;
+    let keep_all = fields.get("keep-all").map(String::as_str) == Some("1");
     let mut counts = [0u64; 6];
-    let mut keep_all = false;
-    for part in text.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| bad(format!("invalid format - missing value for '{part}'")))?;
-        let n: u64 = v.parse().map_err(|_| {
-            bad(format!(
-                "invalid format - value '{v}' for '{k}' is not an integer"
-            ))
-        })?;
-        if k == "keep-all" {
-            keep_all = n == 1;
-            continue;
-        }
-        let slot = OPTIONS
-            .iter()
-            .position(|o| *o == k)
-            .ok_or_else(|| bad(format!("invalid format - unknown option '{k}'")))?;
-        counts[slot] = n;
-    }
-    if keep_all && counts.iter().any(|&n| n > 0) {
-        return Err(bad(
-            "keep-all cannot be set together with other options.".into()
-        ));
+    for (slot, option) in OPTIONS.iter().enumerate() {
+        counts[slot] = fields
+            .get(*option)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
     }
     Ok((!keep_all && counts.iter().any(|&n| n > 0)).then_some(counts))
 }

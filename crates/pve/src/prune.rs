@@ -10,15 +10,16 @@
 //! send a request whose meaning depends on the storage's own option.
 
 use reqwest::Method;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::{api_path, Client, Params};
 use crate::error::{Error, Result};
 use crate::task::TaskRef;
 use crate::vmid::Vmid;
 
-/// How many periods of each kind to keep.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How many periods of each kind to keep. Serializes as its field names (the desired state's
+/// canonical form of a storage policy's `keep`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Retention {
     /// The newest N backups.
     pub last: u32,

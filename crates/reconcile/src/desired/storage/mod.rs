@@ -220,37 +220,6 @@ impl fmt::Debug for SealedCreds {
     }
 }
 
-/// How many backups of each period to keep (PVE's prune-backups vocabulary).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Keep {
-    /// keep-last
-    pub last: u32,
-    /// keep-hourly
-    pub hourly: u32,
-    /// keep-daily
-    pub daily: u32,
-    /// keep-weekly
-    pub weekly: u32,
-    /// keep-monthly
-    pub monthly: u32,
-    /// keep-yearly
-    pub yearly: u32,
-}
-
-impl Keep {
-    /// As the `pve` crate's retention.
-    pub fn retention(&self) -> pve::Retention {
-        pve::Retention {
-            last: self.last,
-            hourly: self.hourly,
-            daily: self.daily,
-            weekly: self.weekly,
-            monthly: self.monthly,
-            yearly: self.yearly,
-        }
-    }
-}
-
 /// A target's policy: placement flags (the seed's `IsDefault`/`Schedulable`) and the own
 /// backup of the bulk data on it (where, when, how many kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -261,8 +230,8 @@ pub struct TargetPolicy {
     pub schedulable: bool,
     /// When the bulk data on this target is backed up on its own.
     pub schedule: Option<Schedule>,
-    /// How many of those backups to keep.
-    pub keep: Option<Keep>,
+    /// How many of those backups to keep, per period (PVE's prune-backups vocabulary).
+    pub keep: Option<pve::Retention>,
     /// The target (`vzdump-target` or `pbs-offsite`) those backups go to.
     pub backup_to: Option<String>,
 }
@@ -540,7 +509,7 @@ fn parse_policy(path: &str, v: &Value) -> Result<TargetPolicy, DesiredError> {
                 Ok(opt_count(&kpath, kobj, key, 0, u64::from(u32::MAX))?
                     .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
             };
-            Some(Keep {
+            Some(pve::Retention {
                 last: n("last")?,
                 hourly: n("hourly")?,
                 daily: n("daily")?,
