@@ -501,9 +501,24 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
             Step::Vzdump { storage } => self.px.vzdump(vmid, storage).await,
             Step::Prune { storage, keep } => self.px.prune(vmid, storage, keep).await,
         };
+        // A POST that provably never ran, or whose task the search did not find, fails the
+        // step; an ambiguous one that may have reached PVE is never sent again.
+        let posted = match posted {
+            Err(err) if !err.never_ran() => {
+                warn!(op_id, vmid, step = step.kind(), error = %crate::error_chain(&err), "ambiguous post, searching the task list");
+                match self.search_task(vmid, step, intent_at).await {
+                    Some(upid) => {
+                        info!(op_id, vmid, %upid, "found the task of the ambiguous post");
+                        Ok(Posted::Task(upid))
+                    }
+                    None => Err(err),
+                }
+            }
+            other => other,
+        };
         let posted = match posted {
             Ok(p) => p,
-            Err(err) if err.never_ran() => {
+            Err(err) => {
                 let text = crate::error_chain(&err);
                 self.with_store(|s| {
                     s.step_finished(
@@ -522,36 +537,6 @@ impl<P: Proxmox, S: Store> Executor<P, S> {
                     step: step.kind(),
                     source: err,
                 });
-            }
-            Err(err) => {
-                // It may have reached PVE: never POST again; look for the task instead.
-                warn!(op_id, vmid, step = step.kind(), error = %crate::error_chain(&err), "ambiguous post, searching the task list");
-                match self.search_task(vmid, step, intent_at).await {
-                    Some(upid) => {
-                        info!(op_id, vmid, %upid, "found the task of the ambiguous post");
-                        Posted::Task(upid)
-                    }
-                    None => {
-                        let text = crate::error_chain(&err);
-                        self.with_store(|s| {
-                            s.step_finished(
-                                op_id,
-                                idx,
-                                StepStatus::Failed,
-                                Some(&text),
-                                self.now(),
-                                None,
-                            )
-                        })
-                        .map_err(journal_err)?;
-                        return Err(ExecError::Proxmox {
-                            op_id: op_id.to_owned(),
-                            vmid,
-                            step: step.kind(),
-                            source: err,
-                        });
-                    }
-                }
             }
         };
         crash::point("after-post");
