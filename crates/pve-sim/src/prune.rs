@@ -184,32 +184,6 @@ fn request(call: &Call, st: &State) -> Result<(String, [u64; 6], Option<u32>), A
     Ok((id, counts, vmid))
 }
 
-fn check_permission(
-    call: &Call,
-    st: &State,
-    storage: &str,
-    vmid: Option<u32>,
-) -> Result<(), ApiError> {
-    if call.user == "root@pam" {
-        return Ok(());
-    }
-    let spath = format!("/storage/{storage}");
-    match vmid {
-        Some(v) => {
-            st.access
-                .check(&call.user, &spath, &["Datastore.AllocateSpace"])
-                .map_err(ApiError::Forbidden)?;
-            st.access
-                .check(&call.user, &format!("/vms/{v}"), &["VM.Backup"])
-                .map_err(ApiError::Forbidden)
-        }
-        None => st
-            .access
-            .check(&call.user, &spath, &["Datastore.Allocate"])
-            .map_err(ApiError::Forbidden),
-    }
-}
-
 /// `GET …/prunebackups`: the dry run.
 pub fn dry_run(call: &Call) -> Result<Reply, ApiError> {
     check_node(call)?;
@@ -245,7 +219,7 @@ pub fn prune(call: &Call) -> Result<Reply, ApiError> {
     let user = call.user.clone();
     let upid = call.sim.mutate(|st| {
         let (id, counts, vmid) = request(call, st)?;
-        check_permission(call, st, &id, vmid)?;
+        crate::storage::check_backup_removal(st, &call.user, &id, vmid)?;
         let victims: Vec<String> = if counts.iter().all(|&n| n == 0) {
             Vec::new()
         } else {

@@ -238,24 +238,12 @@ pub async fn delete_volume(call: &Call<'_>) -> Result<Reply, ApiError> {
     let upid = call.sim.mutate(|st| {
         sto(st, &id)?;
         activate(st, &id)?;
-        if user != "root@pam" {
-            let spath = format!("/storage/{id}");
-            match st.volumes.get(&volid) {
-                Some(v) if v.content == "backup" && v.vmid.is_some() => {
-                    let owner = v.vmid.unwrap_or_default();
-                    st.access
-                        .check(&user, &spath, &["Datastore.AllocateSpace"])
-                        .map_err(ApiError::Forbidden)?;
-                    st.access
-                        .check(&user, &format!("/vms/{owner}"), &["VM.Backup"])
-                        .map_err(ApiError::Forbidden)?;
-                }
-                _ => st
-                    .access
-                    .check(&user, &spath, &["Datastore.Allocate"])
-                    .map_err(ApiError::Forbidden)?,
-            }
-        }
+        let owner = st
+            .volumes
+            .get(&volid)
+            .filter(|v| v.content == "backup")
+            .and_then(|v| v.vmid);
+        check_backup_removal(st, &user, &id, owner)?;
         // The worker has no id (`fork_worker('imgdel', undef, ...)` in Content.pm); a volid
         // could not be one anyway: UPID ids exclude '/'.
         Ok::<_, ApiError>(call.sim.start_task(
@@ -285,6 +273,35 @@ pub async fn delete_volume(call: &Call<'_>) -> Result<Reply, ApiError> {
             None if tasks::now_ms() >= deadline => return Ok(Reply::data(json!(upid))),
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
+    }
+}
+
+/// Who may remove backups from `storage`: root; for one guest's backups (`owner`)
+/// `Datastore.AllocateSpace` on the storage and `VM.Backup` on the guest; otherwise
+/// `Datastore.Allocate` (pve-storage `Content.pm` delete, `PruneBackups.pm`).
+pub(crate) fn check_backup_removal(
+    st: &State,
+    user: &str,
+    storage: &str,
+    owner: Option<u32>,
+) -> Result<(), ApiError> {
+    if user == "root@pam" {
+        return Ok(());
+    }
+    let spath = format!("/storage/{storage}");
+    match owner {
+        Some(v) => {
+            st.access
+                .check(user, &spath, &["Datastore.AllocateSpace"])
+                .map_err(ApiError::Forbidden)?;
+            st.access
+                .check(user, &format!("/vms/{v}"), &["VM.Backup"])
+                .map_err(ApiError::Forbidden)
+        }
+        None => st
+            .access
+            .check(user, &spath, &["Datastore.Allocate"])
+            .map_err(ApiError::Forbidden),
     }
 }
 
