@@ -48,7 +48,7 @@ pub use node::{
     UsbDevice, VersionInfo,
 };
 pub use privileges::{missing_privileges, FELHOM_AGENT_PRIVILEGES};
-pub use prune::{prune_task_id, PruneMark, Retention};
+pub use prune::{PruneMark, Retention};
 pub use secret::Secret;
 pub use snapshot::{SnapshotInfo, SnapshotName};
 pub use storage::{

@@ -61,35 +61,6 @@ impl Retention {
             .collect::<Vec<_>>()
             .join(",")
     }
-
-    /// Parses [`Retention::to_property`]'s form (and PVE's, without `keep-all`).
-    pub fn from_property(s: &str) -> Result<Retention> {
-        let mut r = Retention::default();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| Error::invalid("prune-backups", format!("{part:?} is not key=N")))?;
-            let n: u32 = v
-                .parse()
-                .map_err(|_| Error::invalid("prune-backups", format!("{v:?} is not a count")))?;
-            let slot = match k {
-                "keep-last" => &mut r.last,
-                "keep-hourly" => &mut r.hourly,
-                "keep-daily" => &mut r.daily,
-                "keep-weekly" => &mut r.weekly,
-                "keep-monthly" => &mut r.monthly,
-                "keep-yearly" => &mut r.yearly,
-                other => {
-                    return Err(Error::invalid(
-                        "prune-backups",
-                        format!("unknown option {other:?}"),
-                    ))
-                }
-            };
-            *slot = n;
-        }
-        Ok(r)
-    }
 }
 
 /// One backup in a dry run, with what pruning would do to it.
@@ -147,17 +118,12 @@ fn params(vmid: Vmid, keep: &Retention) -> Result<Params> {
         .int("vmid", i64::from(vmid.get())))
 }
 
-/// The UPID id of a `prunebackups` task for one guest (`<vmid>@<storage>`).
-pub fn prune_task_id(vmid: Vmid, storage: &str) -> String {
-    format!("{}@{storage}", vmid.get())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn property_round_trip_in_pves_order() {
+    fn property_in_pves_order() {
         let r = Retention {
             last: 3,
             daily: 7,
@@ -165,28 +131,13 @@ mod tests {
             ..Retention::default()
         };
         assert_eq!(r.to_property(), "keep-last=3,keep-daily=7,keep-weekly=4");
-        assert_eq!(Retention::from_property(&r.to_property()).unwrap(), r);
         assert!(Retention::default().is_empty());
         assert_eq!(Retention::default().to_property(), "");
-    }
-
-    #[test]
-    fn bad_properties_are_errors() {
-        for bad in [
-            "keep-all=1",
-            "keep-last",
-            "keep-last=x",
-            "keep-last=-1",
-            "foo=1",
-        ] {
-            assert!(Retention::from_property(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
     fn an_empty_retention_is_never_sent() {
         let vmid = Vmid::new(101).unwrap();
         assert!(params(vmid, &Retention::default()).is_err());
-        assert_eq!(prune_task_id(vmid, "local"), "101@local");
     }
 }
