@@ -384,16 +384,13 @@ fn settle(node: &mut Node) {
             }
             Effect::Backup(storage) => g.backups.push(storage),
             Effect::Prune { storage, keep } => {
-                let on: Vec<usize> = (0..g.backups.len())
-                    .filter(|&i| g.backups[i] == storage)
-                    .collect();
-                let drop = on.len().saturating_sub(keep);
-                let gone: Vec<usize> = on.into_iter().take(drop).collect();
-                let mut i = 0;
-                g.backups.retain(|_| {
-                    let keep = !gone.contains(&i);
-                    i += 1;
-                    keep
+                // Oldest first: the first `excess` on that storage go.
+                let on = g.backups.iter().filter(|s| **s == storage).count();
+                let mut excess = on.saturating_sub(keep);
+                g.backups.retain(|s| {
+                    let gone = *s == storage && excess > 0;
+                    excess -= usize::from(gone);
+                    !gone
                 });
             }
             Effect::Destroy => {}
