@@ -40,7 +40,6 @@ pub use ratelimit::RateLimit;
 pub use reply::Code;
 pub use routes::{app, Caller, Limits, Ports, ROUTES};
 pub use server::{serve, start, Running};
-pub use summary::MAX_PEERS as SUMMARY_MAX_PEERS;
 pub use tls::{fingerprint, Identity};
 pub use token::{mint, revoke, revoke_guest, rotate, MintedToken};
 

@@ -26,7 +26,7 @@ use std::time::SystemTime;
 use crate::ports::{AuditEvent, CallSummary};
 
 /// Addresses tallied separately in one interval.
-pub const MAX_PEERS: usize = 1024;
+pub(crate) const MAX_PEERS: usize = 1024;
 
 /// Outcomes a flood produces, summarised instead of recorded one by one.
 fn is_noisy(outcome: &str) -> bool {
